@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Install everything pwdrst needs on a fresh Debian machine: system packages (slapd, ldap-utils,
+# chromium, chromium-driver, redis-server), a virtual environment with the Python packages, and the
+# compiled message catalogues. Safe to run again: it installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+PACKAGES=(slapd ldap-utils chromium chromium-driver redis-server python3-venv)
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  # slapd would otherwise configure and start a system-wide server on port 389; pwdrst runs its
+  # own private instances on free loopback ports instead.
+  echo "slapd slapd/no_configuration boolean true" | $SUDO debconf-set-selections
+  # Keep package scripts from starting system daemons (redis-server, slapd) we never use.
+  policy_added=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod +x /usr/sbin/policy-rc.d
+    policy_added=1
+  fi
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+  if [ -n "$policy_added" ]; then $SUDO rm -f /usr/sbin/policy-rc.d; fi
+fi
+
+PYTHON="${PYTHON:-python3.11}"
+command -v "$PYTHON" >/dev/null || PYTHON=python3
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e '.[test]'
+.venv/bin/pybabel compile -d pwdrst/translations
