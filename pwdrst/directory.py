@@ -1,0 +1,706 @@
+"""The directory: every LDAP operation pwdrst performs, in domain terms.
+
+This is the only module that imports ldap3. Views call verbs on `directory` (find_account,
+authenticate, change_password, reset_password, ...) and get `Account` objects or domain errors.
+
+Connections are kept per thread (a SYNC ldap3 connection is not thread-safe) and reused: one
+bound as the service account, one that re-binds as each person. ldap3 binds every new client
+socket to a local port before connecting, so opening a connection per operation runs out of ports
+under load. A stale connection (server restarted) is replaced once; a server that refuses or does
+not answer within LDAP_TIMEOUT gives DirectoryUnavailable, and new connections then start at the
+next server of LDAP_URL.
+"""
+
+import base64
+import hashlib
+import hmac
+import math
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
+
+import ldap3
+from flask import current_app
+from ldap3.core import exceptions as ldap_exc
+from ldap3.utils.conv import escape_filter_chars
+from ldap3.utils.dn import parse_dn
+from pyasn1.codec.ber import decoder as ber_decoder
+from pyasn1.error import PyAsn1Error
+from pyasn1.type import namedtype, namedval, tag, univ
+from werkzeug.local import LocalProxy
+
+PPOLICY_OID = "1.3.6.1.4.1.42.2.27.8.5.1"
+RELAX_OID = "1.3.6.1.4.1.4203.666.5.12"
+
+# Longest identifier worth a directory round trip (RFC 5321 limits an address to 254 octets).
+MAX_IDENTIFIER_LENGTH = 256
+
+
+# ---------------------------------------------------------------- errors
+
+
+class DirectoryError(Exception):
+    """Base class of everything the directory layer raises."""
+
+
+class DirectoryUnavailable(DirectoryError):
+    """No directory server answered in time."""
+
+
+class InvalidCredentials(DirectoryError):
+    """The login or the password is wrong."""
+
+
+class AccountLocked(DirectoryError):
+    """The password policy locked the account after failed logins."""
+
+
+class PasswordExpired(DirectoryError):
+    """The password is right but expired (or must be changed after an administrator's reset).
+
+    `grace_remaining` is the number of grace logins left after this one; `bound` says whether
+    the bind itself succeeded (a grace login) or was refused (none left).
+    """
+
+    def __init__(self, account: "Account", grace_remaining: int, bound: bool):
+        super().__init__("password expired")
+        self.account = account
+        self.grace_remaining = grace_remaining
+        self.bound = bound
+
+
+class PasswordRejected(DirectoryError):
+    """The directory refused a new password; `reason` is a code the UI translates."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(reason)
+        self.reason = reason
+        self.detail = detail
+
+
+class AmbiguousAccount(DirectoryError):
+    """Two or more accounts match one identifier: a data fault, never resolved by guessing."""
+
+    def __init__(self, dns):
+        super().__init__("ambiguous account")
+        self.dns = tuple(dns)
+
+
+# ppolicy error codes (draft-behera-ldap-password-policy, section 6.2) and the reasons they map to.
+PPOLICY_ERRORS = {
+    0: "expired",
+    1: "locked",
+    2: "change_after_reset",
+    3: "change_not_allowed",
+    4: "must_supply_old",
+    5: "insufficient_quality",
+    6: "too_short",
+    7: "too_young",
+    8: "in_history",
+}
+
+
+# ---------------------------------------------------------------- ppolicy response control
+
+
+class _PolicyWarning(univ.Choice):
+    componentType = namedtype.NamedTypes(
+        namedtype.NamedType(
+            "timeBeforeExpiration",
+            univ.Integer().subtype(implicitTag=tag.Tag(tag.tagClassContext, tag.tagFormatSimple, 0)),
+        ),
+        namedtype.NamedType(
+            "graceAuthNsRemaining",
+            univ.Integer().subtype(implicitTag=tag.Tag(tag.tagClassContext, tag.tagFormatSimple, 1)),
+        ),
+    )
+
+
+class _PolicyError(univ.Enumerated):
+    namedValues = namedval.NamedValues(*((name, code) for code, name in PPOLICY_ERRORS.items()))
+
+
+class _PolicyResponse(univ.Sequence):
+    componentType = namedtype.NamedTypes(
+        namedtype.OptionalNamedType(
+            "warning",
+            _PolicyWarning().subtype(explicitTag=tag.Tag(tag.tagClassContext, tag.tagFormatConstructed, 0)),
+        ),
+        namedtype.OptionalNamedType(
+            "error",
+            _PolicyError().subtype(implicitTag=tag.Tag(tag.tagClassContext, tag.tagFormatSimple, 1)),
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class PolicyResponse:
+    """The decoded password-policy response control."""
+
+    error: int | None = None
+    time_before_expiration: int | None = None
+    grace_remaining: int | None = None
+
+
+def decode_policy_control(value: bytes | None) -> PolicyResponse:
+    """Decode the BER value of a password-policy response control (ldap3 leaves it raw)."""
+    if not value:
+        return PolicyResponse()
+    try:
+        decoded, _ = ber_decoder.decode(value, asn1Spec=_PolicyResponse())
+    except PyAsn1Error:
+        return PolicyResponse()
+    error = int(decoded["error"]) if decoded["error"].isValue else None
+    expiry = grace = None
+    warning = decoded["warning"]
+    if warning.isValue:
+        name = warning.getName()
+        if name == "timeBeforeExpiration":
+            expiry = int(warning[name])
+        elif name == "graceAuthNsRemaining":
+            grace = int(warning[name])
+    return PolicyResponse(error, expiry, grace)
+
+
+def _policy_of(result: dict) -> PolicyResponse:
+    control = (result.get("controls") or {}).get(PPOLICY_OID)
+    return decode_policy_control(control["value"] if control else None)
+
+
+# ---------------------------------------------------------------- domain objects
+
+
+@dataclass(frozen=True)
+class Account:
+    """A person's account as pwdrst sees it."""
+
+    dn: str
+    login: str
+    display_name: str
+    given_name: str
+    surname: str
+    addresses: tuple[str, ...]
+    recovery_addresses: tuple[str, ...]
+    locked: bool
+    password_expired: bool
+    password_changed_at: datetime | None
+    fingerprint: str
+
+    @property
+    def all_addresses(self) -> tuple[str, ...]:
+        """Return the university and recovery addresses, each once."""
+        seen: set[str] = set()
+        unique = []
+        for address in self.addresses + self.recovery_addresses:
+            if address.lower() not in seen:
+                seen.add(address.lower())
+                unique.append(address)
+        return tuple(unique)
+
+
+@dataclass(frozen=True)
+class Authentication:
+    """A successful bind as a person, with the policy's warnings."""
+
+    account: Account
+    expires_in: int | None = None
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _first(values, default=""):
+    if isinstance(values, (list, tuple)):
+        return str(values[0]) if values else default
+    return default if values in (None, b"", "") else str(values)
+
+
+def _all(values) -> tuple[str, ...]:
+    if values in (None, "", b""):
+        return ()
+    if not isinstance(values, (list, tuple)):
+        values = [values]
+    return tuple(str(v) for v in values)
+
+
+def _parse_time(value) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    text = _first(value)
+    if not text:
+        return None
+    for fmt in ("%Y%m%d%H%M%SZ", "%Y%m%d%H%M%S.%fZ"):
+        try:
+            return datetime.strptime(text, fmt).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+    return None
+
+
+def _ad_password(password: bytes) -> bytes:
+    # Active Directory takes the password as a quoted UTF-16LE string in unicodePwd.
+    return ('"' + password.decode("utf-8") + '"').encode("utf-16-le")
+
+
+def _as_bytes(password: str | bytes) -> bytes:
+    # Passwords travel as UTF-8 bytes: ldap3 would SASLprep a str, storing a different string
+    # from the one mail and SSO servers present at login.
+    return password if isinstance(password, bytes) else password.encode("utf-8")
+
+
+def parse_servers(urls) -> list[tuple[str, int, bool]]:
+    """Return (host, port, use_ssl) for each LDAP URL; raise ValueError naming a bad one."""
+    if isinstance(urls, str):
+        urls = urls.replace(",", " ").split()
+    servers = []
+    for url in urls:
+        parts = urlsplit(url.strip().rstrip("/"))
+        if parts.scheme not in ("ldap", "ldaps") or not parts.hostname or parts.path not in ("", "/"):
+            raise ValueError(f"{url!r} is not an ldap:// or ldaps:// URL of a server")
+        try:
+            port = parts.port or (636 if parts.scheme == "ldaps" else 389)
+        except ValueError:
+            raise ValueError(f"{url!r} has an invalid port") from None
+        servers.append((parts.hostname, port, parts.scheme == "ldaps"))
+    if not servers:
+        raise ValueError("no server given")
+    return servers
+
+
+def is_valid_dn(dn: str) -> bool:
+    """Return whether dn parses as a distinguished name."""
+    try:
+        return bool(parse_dn(dn))
+    except (ldap_exc.LDAPInvalidDnError, ValueError, TypeError):
+        return False
+
+
+_COMMUNICATION_ERRORS = (
+    ldap_exc.LDAPCommunicationError,
+    ldap_exc.LDAPStartTLSError,
+    ldap_exc.LDAPResponseTimeoutError,
+    ldap_exc.LDAPMaximumRetriesError,
+    OSError,
+)
+
+
+# ---------------------------------------------------------------- the directory
+
+
+class Directory:
+    """Domain operations on one LDAP directory (a failover pool of servers)."""
+
+    def __init__(self, config):
+        self.flavour = config["LDAP_FLAVOUR"]
+        self.base_dn = config["LDAP_BASE_DN"]
+        self.bind_dn = config["LDAP_BIND_DN"]
+        self._bind_password = _as_bytes(config["LDAP_BIND_PASSWORD"] or "")
+        self.login_attributes = tuple(config["LDAP_LOGIN_ATTRIBUTES"])
+        self.address_attributes = tuple(a for a in self.login_attributes[1:])
+        self.recovery_attribute = config["LDAP_RECOVERY_ATTRIBUTE"]
+        self.display_name_attributes = (config["LDAP_DISPLAY_NAME_ATTRIBUTE"], "cn")
+        self.user_filter = config["LDAP_USER_FILTER"]
+        self.member_attribute = config["LDAP_GROUP_MEMBER_ATTRIBUTE"]
+        self.default_policy_dn = config["LDAP_PASSWORD_POLICY_DN"]
+        self.timeout = float(config["LDAP_TIMEOUT"])
+        tls = None
+        if config["LDAP_START_TLS"] or config["LDAP_CA_FILE"] or any(s[2] for s in parse_servers(config["LDAP_URL"])):
+            tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=config["LDAP_CA_FILE"])
+        self.start_tls = bool(config["LDAP_START_TLS"])
+        self.servers = [
+            ldap3.Server(host, port=port, use_ssl=use_ssl, tls=tls, get_info=ldap3.NONE, connect_timeout=self.timeout)
+            for host, port, use_ssl in parse_servers(config["LDAP_URL"])
+        ]
+        self._preferred = 0
+        self._local = threading.local()
+        self._open_connections: set = set()
+        self._generation = 0
+        self._lock = threading.Lock()
+        self._policy_cache: dict[str, tuple[float, dict]] = {}
+
+    # -- connections
+
+    def _open(self, bind_as_service: bool) -> ldap3.Connection:
+        """Open a connection to the first server that answers, starting at the preferred one."""
+        last_error: Exception | None = None
+        count = len(self.servers)
+        start = self._preferred
+        for offset in range(count):
+            index = (start + offset) % count
+            conn = ldap3.Connection(
+                self.servers[index],
+                user=self.bind_dn if bind_as_service else None,
+                password=self._bind_password if bind_as_service else None,
+                authentication=ldap3.SIMPLE,
+                # ldap3 packs this into SO_RCVTIMEO with struct.pack("LL"): whole seconds only.
+                receive_timeout=max(1, math.ceil(self.timeout)),
+                raise_exceptions=False,
+                auto_referrals=False,
+                read_only=False,
+            )
+            # ldap3 would skip an address that failed in the last few seconds ("invalid server
+            # address"); failover and recovery are ours to decide.
+            self.servers[index].reset_availability()
+            try:
+                conn.open(read_server_info=False)
+                if self.start_tls:
+                    conn.start_tls(read_server_info=False)
+                if bind_as_service and not conn.bind(read_server_info=False):
+                    conn.unbind()
+                    raise DirectoryUnavailable(f"the service account cannot bind: {conn.result['description']}")
+            except _COMMUNICATION_ERRORS as exc:
+                last_error = exc
+                self._preferred = (index + 1) % count
+                _close(conn)
+                # A server that accepted but did not answer already used the whole timeout.
+                if isinstance(exc, ldap_exc.LDAPSocketReceiveError):
+                    break
+                continue
+            self._preferred = index
+            with self._lock:
+                self._open_connections.add(conn)
+            return conn
+        raise DirectoryUnavailable(f"no directory server answered: {last_error}") from last_error
+
+    def _run(self, kind: str, operation):
+        """Run operation(conn) on this thread's connection of kind, replacing a stale one once."""
+        for attempt in (0, 1):
+            generation, conn = getattr(self._local, kind, (None, None))
+            fresh = conn is None or generation != self._generation
+            if fresh:
+                conn = self._open(bind_as_service=(kind == "service"))
+                setattr(self._local, kind, (self._generation, conn))
+            try:
+                return operation(conn)
+            except _COMMUNICATION_ERRORS as exc:
+                setattr(self._local, kind, (None, None))
+                self._forget(conn)
+                timed_out = isinstance(exc, ldap_exc.LDAPSocketReceiveError) and "timed out" in str(exc)
+                if timed_out:
+                    self._preferred = (self._preferred + 1) % len(self.servers)
+                if fresh or attempt or timed_out:
+                    raise DirectoryUnavailable(str(exc)) from exc
+        raise AssertionError("unreachable")
+
+    def _forget(self, conn) -> None:
+        with self._lock:
+            self._open_connections.discard(conn)
+        _close(conn)
+
+    def close(self) -> None:
+        """Close every connection of every thread (at shutdown); later operations reconnect."""
+        with self._lock:
+            connections, self._open_connections = self._open_connections, set()
+            self._generation += 1
+        for conn in connections:
+            _close(conn)
+
+    def _search(self, base: str, search_filter: str, attributes, scope=ldap3.SUBTREE, size_limit=0):
+        def search(conn):
+            conn.search(base, search_filter, scope, attributes=attributes, size_limit=size_limit)
+            result = conn.result["result"]
+            if result in (0, 4):  # success, sizeLimitExceeded
+                return [e for e in conn.response if e.get("type") == "searchResEntry"]
+            if result == 32:  # noSuchObject
+                return []
+            if result in (51, 52, 80):  # busy, unavailable, other
+                raise DirectoryUnavailable(conn.result["description"])
+            raise DirectoryError(f"search failed: {conn.result['description']}")
+
+        return self._run("service", search)
+
+    # -- reading accounts
+
+    @property
+    def _account_attributes(self) -> list[str]:
+        attrs = {"givenName", "sn", "cn", *self.login_attributes, *self.display_name_attributes}
+        attrs.add(self.recovery_attribute)
+        if self.flavour == "ad":
+            attrs |= {"pwdLastSet", "lockoutTime", "userAccountControl"}
+        else:
+            attrs |= {"userPassword", "pwdChangedTime", "pwdAccountLockedTime", "pwdPolicySubentry", "pwdGraceUseTime"}
+        return sorted(attrs)
+
+    def _account(self, entry) -> Account:
+        attrs = entry["attributes"]
+        display = next((_first(attrs.get(a)) for a in self.display_name_attributes if _first(attrs.get(a))), "")
+        addresses = []
+        for name in self.address_attributes:
+            addresses += [a for a in _all(attrs.get(name)) if "@" in a and a not in addresses]
+        if self.flavour == "ad":
+            changed = _parse_time(attrs.get("pwdLastSet"))
+            locked = bool(_parse_time(attrs.get("lockoutTime")) and _parse_time(attrs.get("lockoutTime")).year > 1601)
+            expired = False
+            state = _first(attrs.get("pwdLastSet"))
+        else:
+            changed = _parse_time(attrs.get("pwdChangedTime"))
+            policy = self._policy(_first(attrs.get("pwdPolicySubentry")) or self.default_policy_dn)
+            locked = _is_locked(_first(attrs.get("pwdAccountLockedTime")), policy)
+            expired = _is_expired(changed, policy) or bool(_all(attrs.get("pwdGraceUseTime")))
+            # The stored hash carries a fresh salt at every change, so it moves even when two
+            # changes fall in the same second of pwdChangedTime.
+            state = "|".join(sorted(_all(attrs.get("userPassword")))) + "|" + _first(attrs.get("pwdChangedTime"))
+        return Account(
+            dn=entry["dn"],
+            login=_first(attrs.get(self.login_attributes[0])),
+            display_name=display,
+            given_name=_first(attrs.get("givenName")),
+            surname=_first(attrs.get("sn")),
+            addresses=tuple(addresses),
+            recovery_addresses=_all(attrs.get(self.recovery_attribute)),
+            locked=locked,
+            password_expired=expired,
+            password_changed_at=changed,
+            fingerprint=fingerprint(entry["dn"], state),
+        )
+
+    def _policy(self, dn: str | None) -> dict:
+        if not dn:
+            return {}
+        cached = self._policy_cache.get(dn)
+        if cached and cached[0] > time.monotonic():
+            return cached[1]
+        entries = self._search(
+            dn, "(objectClass=*)", ["pwdMaxAge", "pwdLockoutDuration", "pwdGraceAuthNLimit"], scope=ldap3.BASE
+        )
+        policy = {}
+        if entries:
+            for key, value in entries[0]["attributes"].items():
+                try:
+                    policy[key] = int(_first(value) or 0)
+                except ValueError:
+                    continue
+        self._policy_cache[dn] = (time.monotonic() + 60, policy)
+        return policy
+
+    def _filter_for(self, identifier: str) -> str:
+        value = escape_filter_chars(identifier)
+        clauses = "".join(f"({attr}={value})" for attr in self.login_attributes)
+        return f"(&{self.user_filter}(|{clauses}))"
+
+    def find_account(self, identifier: str) -> Account | None:
+        """Find the account a login or any of its addresses names (case-insensitively).
+
+        Return None when nothing matches; raise AmbiguousAccount when several accounts do.
+        """
+        identifier = (identifier or "").strip()
+        if not identifier or len(identifier) > MAX_IDENTIFIER_LENGTH or not identifier.isprintable():
+            # Still one round trip, so that timing does not tell a refused input from a real one.
+            self._search(self.base_dn, self._filter_for("\x00pwdrst-nobody"), ["1.1"], size_limit=1)
+            return None
+        entries = self._search(self.base_dn, self._filter_for(identifier), self._account_attributes, size_limit=3)
+        if len(entries) > 1:
+            raise AmbiguousAccount(e["dn"] for e in entries)
+        return self._account(entries[0]) if entries else None
+
+    def get_account(self, login: str) -> Account | None:
+        """Return the account with exactly this login (the first login attribute), or None."""
+        value = escape_filter_chars(login or "")
+        entries = self._search(
+            self.base_dn,
+            f"(&{self.user_filter}({self.login_attributes[0]}={value}))",
+            self._account_attributes,
+            size_limit=2,
+        )
+        if len(entries) != 1:
+            return None
+        return self._account(entries[0])
+
+    def reload(self, account: Account) -> Account | None:
+        """Read the account again (its state may have changed)."""
+        entries = self._search(account.dn, f"{self.user_filter}", self._account_attributes, scope=ldap3.BASE)
+        return self._account(entries[0]) if entries else None
+
+    def is_member(self, account: Account, group_dn: str | None) -> bool:
+        """Return whether the account is a member of the group."""
+        if not group_dn:
+            return False
+        value = escape_filter_chars(account.dn)
+        return bool(self._search(group_dn, f"({self.member_attribute}={value})", ["1.1"], scope=ldap3.BASE))
+
+    def check_service(self) -> None:
+        """Bind as the service account and read the base entry; raise DirectoryError if either fails."""
+        if not self._search(self.base_dn, "(objectClass=*)", ["1.1"], scope=ldap3.BASE):
+            raise DirectoryError(f"the base DN {self.base_dn} does not exist or the service account cannot read it")
+
+    # -- people's passwords
+
+    def _bind_as(self, conn, dn: str, password: bytes):
+        conn.user = dn
+        conn.password = password
+        conn.bind(read_server_info=False, controls=[(PPOLICY_OID, False, None)])
+        return conn.result
+
+    def authenticate(self, identifier: str, password: str | bytes) -> Authentication:
+        """Bind as the person named by identifier; raise a domain error if the bind is refused."""
+        account = self.find_account(identifier)
+        password = _as_bytes(password)
+        if account is None or not password:
+            # Same server work as a real attempt: an unknown login costs what a wrong password does.
+            self._run("user", lambda conn: self._bind_as(conn, f"cn=pwdrst-nobody,{self.base_dn}", password or b"x"))
+            raise InvalidCredentials()
+        result = self._run("user", lambda conn: self._bind_as(conn, account.dn, password))
+        return self._bind_outcome(account, result)
+
+    def _bind_outcome(self, account: Account, result: dict) -> Authentication:
+        if self.flavour == "ad":
+            return self._ad_bind_outcome(account, result)
+        policy = _policy_of(result)
+        if result["result"] == 0:
+            if policy.grace_remaining is not None or policy.error in (0, 2):
+                raise PasswordExpired(account, policy.grace_remaining or 0, bound=True)
+            return Authentication(account, policy.time_before_expiration)
+        if result["result"] in (51, 52, 80):
+            raise DirectoryUnavailable(result["description"])
+        if policy.error == 1:
+            raise AccountLocked()
+        if policy.error == 0:
+            raise PasswordExpired(account, 0, bound=False)
+        raise InvalidCredentials()
+
+    def _ad_bind_outcome(self, account: Account, result: dict) -> Authentication:
+        if result["result"] == 0:
+            return Authentication(account)
+        message = result.get("message") or ""
+        if "data 775" in message:
+            raise AccountLocked()
+        if "data 532" in message or "data 773" in message:
+            raise PasswordExpired(account, 0, bound=False)
+        raise InvalidCredentials()
+
+    def change_password(self, account: Account, current: str | bytes, new: str | bytes) -> str:
+        """Change the password as the person; return "self" or, for an expired one, "expired".
+
+        The directory's own policy applies. An expired password with no grace login left cannot
+        bind, but the server's passwordExpired answer proves it right: the service account then
+        writes the new one, through the same policy.
+        """
+        current, new = _as_bytes(current), _as_bytes(new)
+        if self.flavour == "ad":
+            self._ad_modify(
+                account,
+                [(ldap3.MODIFY_DELETE, [_ad_password(current)]), (ldap3.MODIFY_ADD, [_ad_password(new)])],
+                "user",
+            )
+            return "self"
+
+        def change(conn):
+            outcome = self._bind_outcome(account, self._bind_as(conn, account.dn, current))
+            return outcome, self._password_modify(conn, None, current, new)
+
+        try:
+            self._run("user", change)
+        except PasswordExpired as expired:
+            if expired.bound:
+                # A grace login: the bind succeeded, so the person may change it themselves.
+                self._run("user", lambda conn: self._password_modify(conn, None, current, new))
+                return "self"
+            self.reset_password(account, new, unlock=False)
+            return "expired"
+        return "self"
+
+    def reset_password(self, account: Account, new: str | bytes, unlock: bool = True) -> None:
+        """Set a new password as the service account (quality checks still apply: write, not manage)."""
+        new = _as_bytes(new)
+        if self.flavour == "ad":
+            self._ad_modify(account, [(ldap3.MODIFY_REPLACE, [_ad_password(new)])], "service")
+            return
+        if not unlock and account.locked:
+            raise PasswordRejected("locked")
+        self._run("service", lambda conn: self._password_modify(conn, account.dn, None, new))
+
+    def _password_modify(self, conn, user_dn, old: bytes | None, new: bytes) -> None:
+        # RFC 3062 Password Modify, with the policy control so that refusals come with a reason.
+        conn.extend.standard.modify_password(user_dn, old, new, controls=[(PPOLICY_OID, False, None)])
+        result = conn.result
+        if result["result"] == 0:
+            return
+        if result["result"] in (51, 52, 80):
+            raise DirectoryUnavailable(result["description"])
+        policy = _policy_of(result)
+        if policy.error is not None:
+            raise PasswordRejected(PPOLICY_ERRORS.get(policy.error, "rejected"), result.get("message", ""))
+        if result["result"] == 49:
+            raise PasswordRejected("wrong_current")
+        if result["result"] == 50:
+            raise PasswordRejected("not_allowed", result.get("message", ""))
+        if result["result"] == 53 and "old password" in (result.get("message") or "").lower():
+            raise PasswordRejected("wrong_current", result.get("message", ""))
+        raise PasswordRejected("rejected", result.get("message", ""))
+
+    def _ad_modify(self, account: Account, changes, kind: str) -> None:
+        def modify(conn):
+            conn.modify(account.dn, {"unicodePwd": changes})
+            if conn.result["result"] == 0:
+                return
+            message = conn.result.get("message") or ""
+            if conn.result["result"] == 19 or "0000052D" in message:
+                raise PasswordRejected("insufficient_quality", message)
+            if conn.result["result"] == 49 or "00000056" in message:
+                raise PasswordRejected("wrong_current", message)
+            raise PasswordRejected("rejected", message)
+
+        self._run(kind, modify)
+
+    # -- recovery addresses
+
+    def set_recovery_addresses(self, account: Account, addresses) -> None:
+        """Replace the account's recovery addresses (an empty list removes them all)."""
+
+        def modify(conn):
+            conn.modify(account.dn, {self.recovery_attribute: [(ldap3.MODIFY_REPLACE, list(addresses))]})
+            if conn.result["result"] != 0:
+                if conn.result["result"] in (51, 52, 80):
+                    raise DirectoryUnavailable(conn.result["description"])
+                raise DirectoryError(f"could not store the recovery address: {conn.result['description']}")
+
+        self._run("service", modify)
+
+
+def _close(conn) -> None:
+    try:
+        conn.unbind()
+    except Exception:  # noqa: BLE001, S110 - closing a broken socket may fail in many ways; it is gone either way
+        pass
+    # ldap3 keeps the socket of a failed connect() without closing it.
+    if getattr(conn, "socket", None) is not None:
+        try:
+            conn.socket.close()
+        except OSError:
+            pass
+
+
+def _is_locked(locked_time: str, policy: dict) -> bool:
+    if not locked_time:
+        return False
+    if locked_time.startswith("000001010000"):
+        return True  # locked by an administrator, until unlocked
+    duration = policy.get("pwdLockoutDuration", 0)
+    if not duration:
+        return True
+    since = _parse_time(locked_time)
+    return since is None or since + timedelta(seconds=duration) > datetime.now(UTC)
+
+
+def _is_expired(changed: datetime | None, policy: dict) -> bool:
+    max_age = policy.get("pwdMaxAge", 0)
+    if not max_age or changed is None:
+        return False
+    return changed + timedelta(seconds=max_age) < datetime.now(UTC)
+
+
+def fingerprint(dn: str, state: str) -> str:
+    """Return a short digest of an account's password state (not the hash itself)."""
+    digest = hmac.new(b"pwdrst password state", f"{dn}\n{state}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest[:9]).decode("ascii")
+
+
+def init_app(app) -> None:
+    """Attach a Directory built from the app's configuration."""
+    app.extensions["pwdrst.directory"] = Directory(app.config)
+
+
+directory: Directory = LocalProxy(lambda: current_app.extensions["pwdrst.directory"])  # type: ignore[assignment]
