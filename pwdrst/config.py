@@ -1,0 +1,163 @@
+"""Load the settings in layers and check them before the app starts."""
+
+import json
+import os
+from urllib.parse import urlsplit
+
+import click
+
+from pwdrst import default_config
+from pwdrst.directory import is_valid_dn, parse_servers
+
+PREFIX = "PWDRST_"
+
+# Keys whose default is None but whose value is a list or a number.
+_TYPES = {"LDAP_URL": list, "LDAP_TIMEOUT": float, "MAIL_TIMEOUT": float}
+
+REQUIRED = (
+    "SECRET_KEY",
+    "PUBLIC_URL",
+    "LDAP_URL",
+    "LDAP_BIND_DN",
+    "LDAP_BASE_DN",
+    "LDAP_RECOVERY_ATTRIBUTE",
+    "SUPPORT_EMAIL",
+    "MAIL_DEFAULT_SENDER",
+)
+
+
+class ConfigError(click.ClickException):
+    """A setting is missing or invalid; the message names it.
+
+    A ClickException, so that `flask --app pwdrst ...` prints the sentence instead of a traceback.
+    """
+
+
+def defaults() -> dict:
+    """Return the documented defaults."""
+    return {k: getattr(default_config, k) for k in dir(default_config) if k.isupper()}
+
+
+def _type_of(key: str, default):
+    if key in _TYPES:
+        return _TYPES[key]
+    if default is None:
+        return str
+    return type(default)
+
+
+def parse_value(key: str, raw: str, kind):
+    """Turn an environment string into the key's type; raise ConfigError naming the key."""
+    try:
+        if kind is bool:
+            if raw.strip().lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.strip().lower() in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError("expected true or false")
+        if kind is int:
+            return int(raw)
+        if kind is float:
+            return float(raw)
+        if kind is list:
+            text = raw.strip()
+            if text.startswith("["):
+                value = json.loads(text)
+                if not isinstance(value, list):
+                    raise ValueError("expected a JSON array")
+                return value
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return raw
+    except ValueError as exc:
+        raise ConfigError(f"{PREFIX}{key} is invalid: {exc}") from None
+
+
+def from_environment(environ, known) -> dict:
+    """Return the settings given as PWDRST_* variables; an unknown name is an error (a typo)."""
+    values = {}
+    for name, raw in environ.items():
+        if not name.startswith(PREFIX) or name == PREFIX + "CONFIG":
+            continue
+        key = name[len(PREFIX) :]
+        if key not in known:
+            raise ConfigError(f"{name} is not a pwdrst setting (see pwdrst/default_config.py)")
+        values[key] = parse_value(key, raw, _type_of(key, known[key]))
+    return values
+
+
+def load(app, test_config=None) -> None:
+    """Fill app.config: defaults, then PWDRST_CONFIG's file, then PWDRST_* variables, then test_config."""
+    known = defaults()
+    app.config.update(known)
+    site_file = os.environ.get(PREFIX + "CONFIG")
+    if site_file:
+        try:
+            app.config.from_pyfile(os.path.abspath(site_file))
+        except OSError as exc:
+            raise ConfigError(f"PWDRST_CONFIG names a file that cannot be read: {exc.strerror}") from None
+    app.config.update(from_environment(os.environ, known))
+    if test_config:
+        app.config.update(test_config)
+    validate(app.config)
+    derive(app.config)
+
+
+def validate(config) -> None:
+    """Raise ConfigError naming the first missing or invalid setting."""
+    for key in REQUIRED:
+        if config.get(key) in (None, "", []):
+            raise ConfigError(f"{key} is not set")
+    if len(str(config["SECRET_KEY"])) < 32:
+        raise ConfigError("SECRET_KEY is too short: use at least 32 random characters")
+    url = urlsplit(str(config["PUBLIC_URL"]))
+    if url.scheme not in ("http", "https") or not url.hostname or url.query or url.fragment:
+        raise ConfigError("PUBLIC_URL must be an http:// or https:// URL without query or fragment")
+    try:
+        parse_servers(config["LDAP_URL"])
+    except ValueError as exc:
+        raise ConfigError(f"LDAP_URL is invalid: {exc}") from None
+    for key in ("LDAP_BASE_DN", "LDAP_BIND_DN", "LDAP_HELPDESK_GROUP", "LDAP_ADMIN_GROUP", "LDAP_PROTECTED_GROUP"):
+        if config.get(key) and not is_valid_dn(config[key]):
+            raise ConfigError(f"{key} is not a valid DN: {config[key]!r}")
+    if config["LDAP_BIND_PASSWORD_FILE"]:
+        try:
+            with open(config["LDAP_BIND_PASSWORD_FILE"], encoding="utf-8") as fh:
+                config["LDAP_BIND_PASSWORD"] = fh.read().rstrip("\r\n")
+        except OSError as exc:
+            raise ConfigError(f"LDAP_BIND_PASSWORD_FILE cannot be read: {exc.strerror}") from None
+    if not config["LDAP_BIND_PASSWORD"]:
+        raise ConfigError("LDAP_BIND_PASSWORD (or LDAP_BIND_PASSWORD_FILE) is not set")
+    if config["LDAP_FLAVOUR"] not in ("openldap", "ad"):
+        raise ConfigError("LDAP_FLAVOUR must be openldap or ad")
+    if not config["LDAP_LOGIN_ATTRIBUTES"]:
+        raise ConfigError("LDAP_LOGIN_ATTRIBUTES must name at least the login attribute")
+    for key in ("LDAP_TIMEOUT", "MAIL_TIMEOUT", "SESSION_IDLE_TIMEOUT", "RESET_LINK_MAX_AGE", "RECOVERY_LINK_MAX_AGE"):
+        try:
+            if float(config[key]) <= 0:
+                raise ValueError
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key} must be a positive number of seconds") from None
+    if not isinstance(config["MAIL_PORT"], int) or not 0 < config["MAIL_PORT"] < 65536:
+        raise ConfigError("MAIL_PORT must be a port number")
+    if "@" not in str(config["SUPPORT_EMAIL"]):
+        raise ConfigError("SUPPORT_EMAIL must be an e-mail address")
+    if not config["LANGUAGES"] or any(lang not in ("pl", "en") for lang in config["LANGUAGES"]):
+        raise ConfigError("LANGUAGES must list pl and/or en")
+
+
+def derive(config) -> None:
+    """Set Flask's own keys from ours."""
+    https = urlsplit(config["PUBLIC_URL"]).scheme == "https"
+    if isinstance(config["LDAP_URL"], str):
+        config["LDAP_URL"] = config["LDAP_URL"].replace(",", " ").split()
+    config["PUBLIC_URL"] = config["PUBLIC_URL"].rstrip("/")
+    config.setdefault("SESSION_COOKIE_NAME", "pwdrst_session")
+    config["SESSION_COOKIE_SECURE"] = https
+    config["SESSION_COOKIE_HTTPONLY"] = True
+    config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    config["PERMANENT_SESSION_LIFETIME"] = int(config["SESSION_IDLE_TIMEOUT"])
+    config["SESSION_REFRESH_EACH_REQUEST"] = True
+    config["BABEL_DEFAULT_LOCALE"] = config["LANGUAGES"][0]
+    config["BABEL_TRANSLATION_DIRECTORIES"] = "translations"
+    config["WTF_CSRF_TIME_LIMIT"] = None  # the token lives as long as the session
+    config["MAIL_SUPPRESS_SEND"] = False

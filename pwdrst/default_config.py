@@ -1,0 +1,156 @@
+"""Default settings of pwdrst, each documented.
+
+Every key X may be set in the site file named by PWDRST_CONFIG (a Python file) or as the
+environment variable PWDRST_X (lists as JSON arrays or comma-separated; booleans as true/false).
+Secrets default to None and must be set. A missing or invalid setting stops start-up with a
+message that names it.
+"""
+
+# -- The application ---------------------------------------------------------------------------
+
+# Key that signs sessions and links. Required; at least 32 characters.
+SECRET_KEY = None
+
+# Earlier keys that still verify sessions and links (for one link lifetime after a rotation).
+SECRET_KEY_FALLBACKS = []
+
+# The public base URL, e.g. "https://panel.uni.example/pwdrst". Every link in mail is built from
+# it, never from the request's Host header. Required.
+PUBLIC_URL = None
+
+# The organisation's name, shown on every page and in every mail.
+ORGANISATION_NAME = "Uczelnia"
+
+# URL of the organisation's logo (shown in the page header), or None.
+ORGANISATION_LOGO_URL = None
+
+# The helpdesk's address, given wherever a person may need help. Required.
+SUPPORT_EMAIL = None
+
+# The helpdesk's phone number, shown beside the address, or None.
+SUPPORT_PHONE = None
+
+# Languages offered; the first is the default when the browser asks for none of them.
+LANGUAGES = ["pl", "en"]
+
+# Largest request body accepted, in bytes (a password form is a few hundred).
+MAX_CONTENT_LENGTH = 64 * 1024
+
+# Number of reverse proxies in front of the app whose X-Forwarded-* headers are trusted.
+PROXY_COUNT = 0
+
+# Where audit events go as JSON lines: a file path, or "-" for standard error.
+AUDIT_LOG = "-"
+
+# -- The directory -----------------------------------------------------------------------------
+
+# "openldap" (Password Modify extended operation, ppolicy) or "ad" (unicodePwd).
+LDAP_FLAVOUR = "openldap"
+
+# One or more server URLs (ldap:// or ldaps://); several form a failover pool, tried in order.
+LDAP_URL = None
+
+# Upgrade ldap:// connections with StartTLS.
+LDAP_START_TLS = False
+
+# CA certificate file that verifies the servers' TLS certificates (system CAs when None).
+LDAP_CA_FILE = None
+
+# The service account: it finds people, reads their state, and resets passwords. It needs
+# `write` (not `manage`) on userPassword: see the README. Required.
+LDAP_BIND_DN = None
+
+# The service account's password, or the path of a file holding it (LDAP_BIND_PASSWORD_FILE).
+LDAP_BIND_PASSWORD = None
+LDAP_BIND_PASSWORD_FILE = None
+
+# Where people are searched. Required.
+LDAP_BASE_DN = None
+
+# What makes an entry a person's account.
+LDAP_USER_FILTER = "(objectClass=inetOrgPerson)"
+
+# Attributes a person may log in with: the first is the login, the others hold addresses
+# (e.g. ["uid", "mail", "mailAlternateAddress"]). Any value of any of them finds the account.
+LDAP_LOGIN_ATTRIBUTES = ["uid", "mail"]
+
+# Attribute holding the private recovery address(es) reset links are sent to. Required.
+LDAP_RECOVERY_ATTRIBUTE = None
+
+# Attribute with the display name (falls back to cn).
+LDAP_DISPLAY_NAME_ATTRIBUTE = "displayName"
+
+# Attribute of a group entry that lists its members' DNs.
+LDAP_GROUP_MEMBER_ATTRIBUTE = "member"
+
+# Group whose members use the helpdesk.
+LDAP_HELPDESK_GROUP = None
+
+# Group whose members have every helpdesk right and may handle protected accounts.
+LDAP_ADMIN_GROUP = None
+
+# Group whose members (administrators, staff) only the admin group may handle.
+LDAP_PROTECTED_GROUP = None
+
+# The directory's default password policy entry (for showing locked and expired states); an
+# account's own pwdPolicySubentry takes precedence.
+LDAP_PASSWORD_POLICY_DN = None
+
+# Seconds to wait for a directory server to connect or answer.
+LDAP_TIMEOUT = 5
+
+# -- Mail --------------------------------------------------------------------------------------
+
+# SMTP server that sends mail.
+MAIL_SERVER = "localhost"
+MAIL_PORT = 25
+MAIL_USE_TLS = False
+MAIL_USE_SSL = False
+MAIL_USERNAME = None
+MAIL_PASSWORD = None
+
+# Sender of every mail, e.g. "Hasła <noreply@uni.example>". Required.
+MAIL_DEFAULT_SENDER = None
+
+# Seconds to wait for the SMTP server.
+MAIL_TIMEOUT = 10
+
+# Seconds to wait before each retry of a mail the SMTP server did not take; after the last,
+# the mail is logged as undelivered.
+MAIL_RETRY_DELAYS = [2, 10, 30, 60, 120, 300, 600]
+
+# Threads that send mail off the request path.
+MAIL_WORKERS = 2
+
+# Seconds a shutdown waits for pending mail before logging what stays undelivered.
+MAIL_SHUTDOWN_GRACE = 20
+
+# -- Links -------------------------------------------------------------------------------------
+
+# Seconds a reset link sent by the forgot-password page is valid.
+RESET_LINK_MAX_AGE = 3600
+
+# Whether a reset by link clears a lock the password policy set after failed logins.
+RESET_UNLOCKS_ACCOUNT = True
+
+# Seconds a recovery-address confirmation link is valid.
+RECOVERY_LINK_MAX_AGE = 86400
+
+# -- Sessions ----------------------------------------------------------------------------------
+
+# Seconds of inactivity after which a login session ends.
+SESSION_IDLE_TIMEOUT = 900
+
+# -- Rate limits (Flask-Limiter syntax) --------------------------------------------------------
+
+# Where counters live: "memory://" for one app server, "redis://host:port" for several.
+RATELIMIT_STORAGE_URI = "memory://"
+
+# Reset requests per client address.
+RATELIMIT_RESET_REQUEST = "10 per minute;60 per hour"
+
+# Reset mails per account and per recovery address.
+RATELIMIT_RESET_MAIL = "3 per hour"
+
+# Link uses (opening or submitting) per client address.
+RATELIMIT_LINK_USE = "30 per minute;200 per hour"

@@ -1,0 +1,170 @@
+"""Mail: messages rendered from .txt + .html templates and sent off the request path.
+
+The only module that imports Flask-Mail. `send` renders the message in the request's language and
+puts it on a queue; worker threads deliver it, retrying with the delays of MAIL_RETRY_DELAYS while
+the SMTP server refuses or is down. Every attempt is logged with the mail's kind and recipients,
+never its body (which may carry a link). At shutdown, pending mail gets MAIL_SHUTDOWN_GRACE seconds;
+what is still undelivered is logged as an error, recipient by recipient.
+"""
+
+import atexit
+import heapq
+import itertools
+import logging
+import smtplib
+import threading
+import time
+from dataclasses import dataclass, field
+
+from flask import current_app, render_template
+from flask_mail import Mail, Message
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(order=True)
+class Job:
+    """One message waiting to be delivered."""
+
+    due: float
+    seq: int
+    kind: str = field(compare=False)
+    message: Message = field(compare=False)
+    attempt: int = field(default=0, compare=False)
+
+
+class MailQueue:
+    """A queue of messages, delivered by worker threads with retries."""
+
+    def __init__(self, app):
+        self.app = app
+        self.mail = Mail(app)
+        self.delays = [float(d) for d in app.config["MAIL_RETRY_DELAYS"]]
+        self.worker_count = max(1, int(app.config["MAIL_WORKERS"]))
+        self.grace = float(app.config["MAIL_SHUTDOWN_GRACE"])
+        self._heap: list[Job] = []
+        self._cond = threading.Condition()
+        self._seq = itertools.count()
+        self._busy = 0
+        self._workers: list[threading.Thread] = []
+        self._closing = False
+        self.delivered = 0
+        self.failed = 0
+
+    def put(self, kind: str, message: Message) -> None:
+        """Queue a message for delivery now."""
+        with self._cond:
+            if self._closing:
+                # Shutting down: deliver in this thread rather than lose it.
+                self._deliver_now(Job(time.monotonic(), next(self._seq), kind, message))
+                return
+            self._ensure_workers()
+            heapq.heappush(self._heap, Job(time.monotonic(), next(self._seq), kind, message))
+            self._cond.notify()
+
+    def _ensure_workers(self) -> None:
+        # Started on first use, so that each forked server worker runs its own threads.
+        self._workers = [t for t in self._workers if t.is_alive()]
+        while len(self._workers) < self.worker_count:
+            thread = threading.Thread(target=self._work, name="pwdrst-mail", daemon=True)
+            thread.start()
+            self._workers.append(thread)
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not self._heap or self._heap[0].due > time.monotonic():
+                    if self._closing and not self._heap:
+                        return
+                    timeout = self._heap[0].due - time.monotonic() if self._heap else None
+                    self._cond.wait(timeout)
+                job = heapq.heappop(self._heap)
+                self._busy += 1
+            try:
+                self._deliver_now(job)
+            finally:
+                with self._cond:
+                    self._busy -= 1
+                    self._cond.notify_all()
+
+    def _deliver_now(self, job: Job) -> None:
+        recipients = ", ".join(job.message.recipients)
+        try:
+            with self.app.app_context():
+                self.mail.send(job.message)
+        except (smtplib.SMTPException, OSError) as exc:
+            job.attempt += 1
+            if job.attempt > len(self.delays):
+                self.failed += 1
+                logger.error("mail %s to %s undelivered after %d attempts: %s", job.kind, recipients, job.attempt, exc)
+                return
+            delay = self.delays[job.attempt - 1]
+            logger.warning(
+                "mail %s to %s failed (attempt %d: %s); retrying in %.0fs",
+                job.kind,
+                recipients,
+                job.attempt,
+                exc,
+                delay,
+            )
+            job.due = time.monotonic() + delay
+            with self._cond:
+                heapq.heappush(self._heap, job)
+                self._cond.notify()
+            return
+        self.delivered += 1
+        logger.info("mail %s to %s delivered (attempt %d)", job.kind, recipients, job.attempt + 1)
+
+    def pending(self) -> int:
+        """Return how many messages are queued or being sent."""
+        with self._cond:
+            return len(self._heap) + self._busy
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Deliver what is pending, retrying at once; wait up to timeout. Return True if all went.
+
+        Whatever is still undelivered at the end is logged as an error, recipient by recipient.
+        """
+        timeout = self.grace if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            self._closing = True
+            if self._heap:
+                self._ensure_workers()
+            for job in self._heap:
+                job.due = min(job.due, time.monotonic())
+            heapq.heapify(self._heap)
+            self._cond.notify_all()
+            while (self._heap or self._busy) and time.monotonic() < deadline:
+                self._cond.wait(min(0.1, max(0.0, deadline - time.monotonic())))
+            left = list(self._heap)
+            self._heap.clear()
+            self._closing = False
+        for job in left:
+            for recipient in job.message.recipients:
+                logger.error("mail %s to %s undelivered at shutdown", job.kind, recipient)
+        return not left
+
+
+def init_app(app) -> None:
+    """Create the app's mail queue and drain it when the process exits."""
+    queue = MailQueue(app)
+    app.extensions["pwdrst.mail"] = queue
+    atexit.register(queue.drain)
+
+
+def mail_queue() -> MailQueue:
+    """Return the current app's mail queue."""
+    return current_app.extensions["pwdrst.mail"]
+
+
+def send(kind: str, recipients, subject: str, template: str, **context) -> None:
+    """Render templates/mail/<template>.txt and .html in the current language and queue the mail."""
+    context.setdefault("config", current_app.config)
+    message = Message(
+        subject=f"{subject} | {current_app.config['ORGANISATION_NAME']}",
+        recipients=list(recipients),
+        body=render_template(f"mail/{template}.txt", **context),
+        html=render_template(f"mail/{template}.html", **context),
+    )
+    mail_queue().put(kind, message)

@@ -1,0 +1,47 @@
+"""The home page, the language switch and the health check."""
+
+from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
+
+from pwdrst.directory import DirectoryError, directory
+from pwdrst.extensions import LANGUAGE_COOKIE
+
+bp = Blueprint("main", __name__)
+
+
+@bp.get("/")
+def index():
+    """Show the home page with the ways in."""
+    return render_template("main/index.html")
+
+
+@bp.get("/lang/<code>")
+def set_language(code):
+    """Remember the chosen language and go back to the page it was chosen on."""
+    if code not in current_app.config["LANGUAGES"]:
+        return redirect(url_for("main.index"))
+    target = request.args.get("next", "")
+    # Only a path on this site: never an open redirect.
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        target = url_for("main.index")
+    else:
+        target = request.script_root + target
+    response = redirect(target)
+    response.set_cookie(
+        LANGUAGE_COOKIE,
+        code,
+        max_age=365 * 24 * 3600,
+        samesite="Lax",
+        secure=current_app.config["SESSION_COOKIE_SECURE"],
+        httponly=True,
+    )
+    return response
+
+
+@bp.get("/healthz")
+def healthz():
+    """Say whether the directory answers."""
+    try:
+        directory.check_service()
+    except DirectoryError as exc:
+        return jsonify(directory="unavailable", reason=str(exc)), 503
+    return jsonify(directory="ok")

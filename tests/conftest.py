@@ -1,0 +1,212 @@
+"""Fixtures: a real slapd and a real SMTP server for the session, and the app wired to them."""
+
+import itertools
+import os
+import re
+import tempfile
+import threading
+
+import pytest
+
+from pwdrst import create_app, sandbox
+from pwdrst.sandbox import Person, Slapd, SmtpSink
+
+_serial = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def slapd():
+    """A private OpenLDAP server with the sample people, for the whole test session."""
+    server = Slapd()
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def smtp_server():
+    server = SmtpSink().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def smtp(smtp_server):
+    """The real SMTP server, with the messages of earlier tests forgotten."""
+    if not smtp_server.running:
+        smtp_server.start()
+    smtp_server.clear()
+    yield smtp_server
+    if not smtp_server.running:
+        smtp_server.start()
+
+
+def base_config(slapd, smtp_server, **overrides):
+    """Return the settings of an app wired to the test servers."""
+    config = {
+        "TESTING": True,
+        "SECRET_KEY": "test-secret-key-0123456789abcdef0123456789",
+        "PUBLIC_URL": "https://pwdrst.uni.example/pwdrst",
+        "ORGANISATION_NAME": "Uniwersytet Przykładowy",
+        "SUPPORT_EMAIL": "pomoc@uni.example",
+        "LDAP_URL": [slapd.url],
+        "LDAP_BIND_DN": sandbox.SERVICE_DN,
+        "LDAP_BIND_PASSWORD": sandbox.SERVICE_PASSWORD,
+        "LDAP_BASE_DN": sandbox.BASE_DN,
+        "LDAP_RECOVERY_ATTRIBUTE": sandbox.RECOVERY_ATTRIBUTE,
+        "LDAP_HELPDESK_GROUP": sandbox.HELPDESK_GROUP,
+        "LDAP_ADMIN_GROUP": sandbox.ADMIN_GROUP,
+        "LDAP_PROTECTED_GROUP": sandbox.PROTECTED_GROUP,
+        "LDAP_PASSWORD_POLICY_DN": sandbox.DEFAULT_POLICY,
+        "LDAP_TIMEOUT": 2,
+        "MAIL_SERVER": "127.0.0.1",
+        "MAIL_PORT": smtp_server.port,
+        "MAIL_DEFAULT_SENDER": "Hasła <hasla@uni.example>",
+        "MAIL_RETRY_DELAYS": [0.2, 0.5, 1, 1, 2, 2, 4],
+        "AUDIT_LOG": "-",
+    }
+    config.update(overrides)
+    return config
+
+
+@pytest.fixture
+def config_overrides():
+    """Settings a test module or test changes (override this fixture, or update the dict)."""
+    return {}
+
+
+@pytest.fixture
+def app(slapd, smtp, config_overrides):
+    app = create_app(base_config(slapd, smtp, **config_overrides))
+    yield app
+    app.extensions["pwdrst.mail"].drain(5)
+    app.extensions["pwdrst.directory"].close()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def make_person(slapd):
+    """Create a fresh person in the directory, so a test may change its password freely."""
+
+    def make(given="Ewa", surname="Testowa", password=None, recovery=True, groups=(), extra=None, mail=None):
+        n = next(_serial)
+        uid = f"{given.lower()[:1]}{surname.lower()}{n}".encode("ascii", "ignore").decode()
+        local = f"{given.lower()}.{surname.lower()}{n}".encode("ascii", "ignore").decode()
+        person = Person(
+            uid=uid,
+            given_name=given,
+            surname=surname,
+            password=password or f"Bardzo-dlugie-haslo-testowe-{n}",
+            mail=tuple(mail or (f"{local}@uni.example", f"{uid}@uni.example", f"{local}@student.uni.example")),
+            recovery=(f"{local}@private.example",) if recovery else (),
+            groups=tuple(groups),
+            extra=extra or {},
+        )
+        return slapd.add_person(person)
+
+    return make
+
+
+CSRF_RE = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"|name="csrf-token" content="([^"]+)"')
+
+
+def csrf_token(html: str) -> str:
+    """Return the CSRF token a page carries."""
+    match = CSRF_RE.search(html)
+    assert match, "the page has no CSRF token"
+    return match.group(1) or match.group(2)
+
+
+# -- a live server and a real browser
+
+
+SCREENSHOTS = os.environ.get("PWDRST_SCREENSHOTS") or os.path.join(
+    os.path.dirname(__file__), "..", "test-artifacts", "screenshots"
+)
+
+
+class LiveServer:
+    """The app served over real HTTP on a loopback port, in a thread."""
+
+    def __init__(self, app, port):
+        from werkzeug.serving import make_server
+
+        self.app = app
+        self.server = make_server("127.0.0.1", port, app, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def live_server(slapd, smtp, config_overrides):
+    port = sandbox.free_port()
+    app = create_app(base_config(slapd, smtp, PUBLIC_URL=f"http://127.0.0.1:{port}", **config_overrides))
+    server = LiveServer(app, port)
+    yield server
+    server.stop()
+    app.extensions["pwdrst.mail"].drain(5)
+    app.extensions["pwdrst.directory"].close()
+
+
+def make_browser(language="pl"):
+    """Start Debian's headless Chromium through chromedriver."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1000,900",
+        f"--user-data-dir={tempfile.mkdtemp(prefix='pwdrst-chromium-')}",
+    ):
+        options.add_argument(flag)
+    options.add_experimental_option("prefs", {"intl.accept_languages": language})
+    return webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=options)
+
+
+@pytest.fixture
+def browser():
+    driver = make_browser()
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def screenshot(request):
+    """Save a screenshot of a browser under test-artifacts/screenshots/<test>-<name>.png."""
+    os.makedirs(SCREENSHOTS, exist_ok=True)
+
+    def take(driver, name):
+        path = os.path.join(SCREENSHOTS, f"{request.node.name}-{name}.png")
+        driver.save_screenshot(path)
+        return path
+
+    return take
+
+
+def pytest_terminal_summary(terminalreporter):
+    if os.path.isdir(SCREENSHOTS) and os.listdir(SCREENSHOTS):
+        terminalreporter.write_line(f"browser screenshots: {os.path.abspath(SCREENSHOTS)}")

@@ -1,0 +1,3 @@
+from pwdrst import create_app
+
+app = create_app()
