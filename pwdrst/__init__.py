@@ -6,7 +6,7 @@ from flask import Flask
 from flask_babel import get_locale
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from pwdrst import audit, cli, config, directory, errors, mail, security
+from pwdrst import audit, cli, config, directory, errors, mail, policy, security
 from pwdrst.extensions import babel, csrf, limiter, select_locale
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -44,6 +44,7 @@ def _configure_extensions(app):
     limiter.init_app(app)
     directory.init_app(app)
     mail.init_app(app)
+    policy.init_app(app)
 
 
 def _configure_templates(app):
@@ -53,6 +54,8 @@ def _configure_templates(app):
 
 
 def _register_blueprints(app):
-    from pwdrst import main
+    from pwdrst import api, main, reset
 
     app.register_blueprint(main.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(reset.bp)

@@ -141,6 +141,17 @@ def validate(config) -> None:
         raise ConfigError("MAIL_PORT must be a port number")
     if "@" not in str(config["SUPPORT_EMAIL"]):
         raise ConfigError("SUPPORT_EMAIL must be an e-mail address")
+    for key in ("POLICY_MIN_LENGTH", "POLICY_MAX_LENGTH", "POLICY_MIN_SCORE"):
+        if not isinstance(config[key], int) or isinstance(config[key], bool):
+            raise ConfigError(f"{key} must be a whole number")
+    if config["POLICY_MAX_LENGTH"] < 64:
+        raise ConfigError("POLICY_MAX_LENGTH may not be below 64")
+    if not 1 <= config["POLICY_MIN_LENGTH"] <= config["POLICY_MAX_LENGTH"]:
+        raise ConfigError("POLICY_MIN_LENGTH must be between 1 and POLICY_MAX_LENGTH")
+    if not 0 <= config["POLICY_MIN_SCORE"] <= 4:
+        raise ConfigError("POLICY_MIN_SCORE must be 0 to 4")
+    if config["POLICY_BLOCKLIST_FILE"] and not os.access(config["POLICY_BLOCKLIST_FILE"], os.R_OK):
+        raise ConfigError("POLICY_BLOCKLIST_FILE cannot be read")
     if not config["LANGUAGES"] or any(lang not in ("pl", "en") for lang in config["LANGUAGES"]):
         raise ConfigError("LANGUAGES must list pl and/or en")
 
@@ -159,5 +170,6 @@ def derive(config) -> None:
     config["SESSION_REFRESH_EACH_REQUEST"] = True
     config["BABEL_DEFAULT_LOCALE"] = config["LANGUAGES"][0]
     config["BABEL_TRANSLATION_DIRECTORIES"] = "translations"
+    config["BABEL_DEFAULT_TIMEZONE"] = config["TIMEZONE"]
     config["WTF_CSRF_TIME_LIMIT"] = None  # the token lives as long as the session
     config["MAIL_SUPPRESS_SEND"] = False

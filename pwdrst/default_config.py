@@ -30,11 +30,15 @@ SUPPORT_EMAIL = None
 # The helpdesk's phone number, shown beside the address, or None.
 SUPPORT_PHONE = None
 
+# Time zone of the times shown in pages and mail.
+TIMEZONE = "Europe/Warsaw"
+
 # Languages offered; the first is the default when the browser asks for none of them.
 LANGUAGES = ["pl", "en"]
 
-# Largest request body accepted, in bytes (a password form is a few hundred).
-MAX_CONTENT_LENGTH = 64 * 1024
+# Largest request body accepted, in bytes. A form is a few hundred; this leaves room for an
+# absurdly long password to be refused by the policy with a sentence rather than by size.
+MAX_CONTENT_LENGTH = 256 * 1024
 
 # Number of reverse proxies in front of the app whose X-Forwarded-* headers are trusted.
 PROXY_COUNT = 0
@@ -136,6 +140,24 @@ RESET_UNLOCKS_ACCOUNT = True
 # Seconds a recovery-address confirmation link is valid.
 RECOVERY_LINK_MAX_AGE = 86400
 
+# -- Password policy ---------------------------------------------------------------------------
+
+# Fewest characters (code points, not bytes) a new password may have. 15 follows NIST SP 800-63B-4
+# for a password used alone.
+POLICY_MIN_LENGTH = 15
+
+# Most characters a new password may have (never below 64).
+POLICY_MAX_LENGTH = 128
+
+# Lowest zxcvbn score (0 to 4) a new password must reach.
+POLICY_MIN_SCORE = 3
+
+# The organisation's words that no password should lean on: name, abbreviation, city, domain parts.
+POLICY_ORGANISATION_WORDS = []
+
+# A file of forbidden passwords (one a line, matched case-insensitively), or None.
+POLICY_BLOCKLIST_FILE = None
+
 # -- Sessions ----------------------------------------------------------------------------------
 
 # Seconds of inactivity after which a login session ends.
@@ -154,3 +176,6 @@ RATELIMIT_RESET_MAIL = "3 per hour"
 
 # Link uses (opening or submitting) per client address.
 RATELIMIT_LINK_USE = "30 per minute;200 per hour"
+
+# Strength checks (the meter) per client address.
+RATELIMIT_STRENGTH = "120 per minute"

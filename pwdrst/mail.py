@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 
 from flask import current_app, render_template
+from flask_babel import force_locale, get_locale
 from flask_mail import Mail, Message
 
 logger = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ class Job:
     due: float
     seq: int
     kind: str = field(compare=False)
-    message: Message = field(compare=False)
+    message: "Message | MailJob" = field(compare=False)
     attempt: int = field(default=0, compare=False)
 
 
@@ -89,6 +90,13 @@ class MailQueue:
 
     def _deliver_now(self, job: Job) -> None:
         recipients = ", ".join(job.message.recipients)
+        if isinstance(job.message, MailJob):
+            try:
+                job.message = job.message.render(self.app)
+            except Exception:  # noqa: BLE001 - a template fault must not kill the worker thread
+                self.failed += 1
+                logger.exception("mail %s to %s could not be rendered", job.kind, recipients)
+                return
         try:
             with self.app.app_context():
                 self.mail.send(job.message)
@@ -158,13 +166,32 @@ def mail_queue() -> MailQueue:
     return current_app.extensions["pwdrst.mail"]
 
 
-def send(kind: str, recipients, subject: str, template: str, **context) -> None:
-    """Render templates/mail/<template>.txt and .html in the current language and queue the mail."""
-    context.setdefault("config", current_app.config)
-    message = Message(
-        subject=f"{subject} | {current_app.config['ORGANISATION_NAME']}",
-        recipients=list(recipients),
-        body=render_template(f"mail/{template}.txt", **context),
-        html=render_template(f"mail/{template}.html", **context),
-    )
-    mail_queue().put(kind, message)
+def send(kind: str, recipients, subject, template: str, **context) -> None:
+    """Queue a mail from templates/mail/<template>.txt and .html, in the current language.
+
+    Rendering happens in the worker, not here, so that a request that sends mail takes the same
+    time as one that does not. The context must be plain data (no lazy objects bound to a request).
+    """
+    queue = mail_queue()
+    queue.put(kind, MailJob(list(recipients), subject, template, str(get_locale() or "pl"), context))
+
+
+@dataclass
+class MailJob:
+    """A mail to render in the worker."""
+
+    recipients: list
+    subject: object
+    template: str
+    locale: str
+    context: dict
+
+    def render(self, app) -> Message:
+        with app.test_request_context(base_url=app.config["PUBLIC_URL"]), force_locale(self.locale):
+            context = {"config": app.config, **self.context}
+            return Message(
+                subject=f"{self.subject} | {app.config['ORGANISATION_NAME']}",
+                recipients=self.recipients,
+                body=render_template(f"mail/{self.template}.txt", **context),
+                html=render_template(f"mail/{self.template}.html", **context),
+            )

@@ -210,3 +210,32 @@ def screenshot(request):
 def pytest_terminal_summary(terminalreporter):
     if os.path.isdir(SCREENSHOTS) and os.listdir(SCREENSHOTS):
         terminalreporter.write_line(f"browser screenshots: {os.path.abspath(SCREENSHOTS)}")
+
+
+# -- helpers for driving forms and reading mail
+
+LINK_RE = re.compile(r"https?://\S+/(?:reset|recovery)/[A-Za-z0-9_\-.]+")
+
+
+def submit(client, url, data, form_url=None, **kwargs):
+    """GET the form (for its CSRF token and cookie, as a browser would), then POST it."""
+    page = client.get(form_url or url, **kwargs)
+    return client.post(url, data={"csrf_token": csrf_token(page.get_data(as_text=True)), **data}, **kwargs)
+
+
+def mail_text(message) -> str:
+    """Return the plain-text part of a captured mail."""
+    return message.get_body(preferencelist=("plain",)).get_content()
+
+
+def mail_link(message) -> str:
+    """Return the link a captured mail carries."""
+    match = LINK_RE.search(mail_text(message))
+    assert match, "the mail has no link"
+    return match.group(0)
+
+
+def link_path(link: str, public_url: str = "https://pwdrst.uni.example/pwdrst") -> str:
+    """Turn a link built from PUBLIC_URL into a path for the test client."""
+    assert link.startswith(public_url + "/"), link
+    return link[len(public_url) :]

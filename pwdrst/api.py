@@ -1,0 +1,35 @@
+"""The JSON endpoint behind the browser's strength meter."""
+
+from flask import Blueprint, current_app, jsonify, request, session
+from flask_babel import gettext as _
+
+from pwdrst.directory import DirectoryError, directory
+from pwdrst.extensions import limiter
+from pwdrst.policy import check_password
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+# The longest JSON body the meter sends for a password at the policy's maximum length is far less;
+# anything larger is refused by MAX_CONTENT_LENGTH before it is parsed.
+
+
+def page_account():
+    """Return the account whose password the current page chooses (reset link or login), if any."""
+    login = session.get("reset_login") or session.get("login")
+    if not login:
+        return None
+    try:
+        return directory.get_account(login)
+    except DirectoryError:
+        return None  # the meter still answers, without the person's own words
+
+
+@bp.post("/strength")
+@limiter.limit(lambda: current_app.config["RATELIMIT_STRENGTH"])
+def strength():
+    """Answer the policy's verdict on a password, for the meter."""
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict) or not isinstance(data.get("password"), str):
+        return jsonify(error="bad_request", message=_('Send JSON like {"password": "..."}.')), 400
+    verdict = check_password(data["password"], page_account())
+    return jsonify(verdict.as_json())

@@ -1,0 +1,76 @@
+"""The forms. Password rules live in policy.py; the validators here are thin wrappers around it."""
+
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, EmailField, PasswordField, StringField
+from wtforms.validators import DataRequired, EqualTo, Length, ValidationError
+
+from pwdrst.policy import check_password
+
+IDENTIFIER_MAX = 256
+
+
+class IdentifierForm(FlaskForm):
+    """A login or any university address."""
+
+    identifier = StringField(
+        _l("Login or university e-mail address"),
+        validators=[
+            DataRequired(_l("Enter your login or university e-mail address.")),
+            Length(max=IDENTIFIER_MAX, message=_l("That is longer than any login or address.")),
+        ],
+    )
+
+
+class NewPasswordForm(FlaskForm):
+    """A new password, twice, checked by the policy for the account it is for."""
+
+    new_password = PasswordField(_l("New password"), validators=[DataRequired(_l("Enter a new password."))])
+    confirm = PasswordField(
+        _l("New password again"),
+        validators=[
+            DataRequired(_l("Enter the new password again.")),
+            EqualTo("new_password", _l("The two passwords are not the same.")),
+        ],
+    )
+
+    def __init__(self, *args, account=None, current=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.account = account
+        self.current = current
+
+    def validate_new_password(self, field):
+        verdict = check_password(field.data or "", self.account, self.current)
+        if not verdict.ok:
+            field.errors += [p.message for p in verdict.problems[:-1]]
+            raise ValidationError(verdict.problems[-1].message)
+
+
+class ChangePasswordForm(NewPasswordForm):
+    """The current password, then a new one twice."""
+
+    current_password = PasswordField(
+        _l("Current password"), validators=[DataRequired(_l("Enter your current password."))]
+    )
+
+    def validate_new_password(self, field):
+        self.current = self.current_password.data
+        super().validate_new_password(field)
+
+
+class RecoveryAddressForm(FlaskForm):
+    """A private address for reset links."""
+
+    address = EmailField(
+        _l("Recovery e-mail address"),
+        validators=[
+            DataRequired(_l("Enter an e-mail address.")),
+            Length(max=254, message=_l("That is longer than any e-mail address.")),
+        ],
+    )
+
+
+class ConfirmForm(FlaskForm):
+    """A single confirmation box."""
+
+    confirm = BooleanField(_l("I understand"), validators=[DataRequired(_l("Tick the box to confirm."))])

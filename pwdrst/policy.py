@@ -1,0 +1,309 @@
+"""The password policy: one pure function that every flow, the meter and the CLI share.
+
+The only module that imports zxcvbn. `Policy.check` returns every problem at once, each with a code
+and a translatable sentence, plus zxcvbn's score and feedback (translated).
+
+Bounded cost: zxcvbn's time explodes on crafted input (its l33t matcher enumerates substitution
+tables combinatorially, and every matcher is quadratic in the length). So the cheap checks run
+first; zxcvbn then sees at most WINDOW characters (for longer input, the first and the last WINDOW
+characters, keeping the higher score: a substring's guesses never exceed the whole string's, so
+this never accepts what full zxcvbn would refuse); and the l33t enumeration is capped at L33T_SUBS
+substitution tables, adding letters in order of how often they occur, so that an ordinary password
+(a few l33t characters) enumerates exactly what zxcvbn would. benchmarks/policy.py measures the
+worst case and the agreement with full zxcvbn.
+
+Thread safety: zxcvbn keeps the user inputs in module-level state (matching.RANKED_DICTIONARIES),
+so calls are serialised with a lock. The GIL serialises this CPU-bound work anyway, so the lock
+costs no throughput.
+"""
+
+import threading
+import unicodedata
+from dataclasses import dataclass, field
+
+import zxcvbn_pl
+from flask import current_app
+from flask_babel import lazy_gettext as _l
+from zxcvbn import matching as zxcvbn_matching
+from zxcvbn import zxcvbn
+
+WINDOW = 40
+L33T_SUBS = 16
+
+_lock = threading.Lock()
+_zxcvbn_enumerate_l33t_subs = zxcvbn_matching.enumerate_l33t_subs
+_setup_done = False
+
+
+def _bounded_l33t_subs(table):
+    """Enumerate l33t substitutions like zxcvbn, but never more than L33T_SUBS tables."""
+    subs = _zxcvbn_enumerate_l33t_subs(table)
+    if len(subs) <= L33T_SUBS:
+        return subs
+    password = getattr(_current_password, "value", "")
+    keys = sorted(table, key=lambda letter: -sum(password.count(c) for c in table[letter]))
+    chosen: dict = {}
+    subs = [{}]
+    for letter in keys:
+        trial = _zxcvbn_enumerate_l33t_subs({**chosen, letter: table[letter]})
+        if len(trial) > L33T_SUBS:
+            break
+        chosen[letter] = table[letter]
+        subs = trial
+    return subs
+
+
+_current_password = threading.local()
+
+
+def _setup_zxcvbn() -> None:
+    global _setup_done
+    if not _setup_done:
+        zxcvbn_pl.register()  # Polish common words, first names, surnames and places
+        zxcvbn_matching.enumerate_l33t_subs = _bounded_l33t_subs
+        _setup_done = True
+
+
+# zxcvbn's English feedback, through our catalogue.
+FEEDBACK = {
+    "Use a few words, avoid common phrases.": _l("Use a few words, avoid common phrases."),
+    "No need for symbols, digits, or uppercase letters.": _l("No need for symbols, digits, or uppercase letters."),
+    "Add another word or two. Uncommon words are better.": _l("Add another word or two. Uncommon words are better."),
+    "Straight rows of keys are easy to guess.": _l("Straight rows of keys are easy to guess."),
+    "Short keyboard patterns are easy to guess.": _l("Short keyboard patterns are easy to guess."),
+    "Use a longer keyboard pattern with more turns.": _l("Use a longer keyboard pattern with more turns."),
+    'Repeats like "aaa" are easy to guess.': _l('Repeats like "aaa" are easy to guess.'),
+    'Repeats like "abcabcabc" are only slightly harder to guess than "abc".': _l(
+        'Repeats like "abcabcabc" are only slightly harder to guess than "abc".'
+    ),
+    "Avoid repeated words and characters.": _l("Avoid repeated words and characters."),
+    'Sequences like "abc" or "6543" are easy to guess.': _l('Sequences like "abc" or "6543" are easy to guess.'),
+    "Avoid sequences.": _l("Avoid sequences."),
+    "Recent years are easy to guess.": _l("Recent years are easy to guess."),
+    "Avoid recent years.": _l("Avoid recent years."),
+    "Avoid years that are associated with you.": _l("Avoid years that are associated with you."),
+    "Dates are often easy to guess.": _l("Dates are often easy to guess."),
+    "Avoid dates and years that are associated with you.": _l("Avoid dates and years that are associated with you."),
+    "This is a top-10 common password.": _l("This is a top-10 common password."),
+    "This is a top-100 common password.": _l("This is a top-100 common password."),
+    "This is a very common password.": _l("This is a very common password."),
+    "This is similar to a commonly used password.": _l("This is similar to a commonly used password."),
+    "A word by itself is easy to guess.": _l("A word by itself is easy to guess."),
+    "Names and surnames by themselves are easy to guess.": _l("Names and surnames by themselves are easy to guess."),
+    "Common names and surnames are easy to guess.": _l("Common names and surnames are easy to guess."),
+    "Capitalization doesn't help very much.": _l("Capitalization doesn't help very much."),
+    "All-uppercase is almost as easy to guess as all-lowercase.": _l(
+        "All-uppercase is almost as easy to guess as all-lowercase."
+    ),
+    "Reversed words aren't much harder to guess.": _l("Reversed words aren't much harder to guess."),
+    "Predictable substitutions like '@' instead of 'a' don't help very much.": _l(
+        "Predictable substitutions like '@' instead of 'a' don't help very much."
+    ),
+}
+
+# Our own warnings, for what zxcvbn's feedback does not name.
+PERSONAL_WARNING = _l("Your name, login or address is easy to guess for anyone who knows you.")
+ORGANISATION_WARNING = _l("The organisation's name and city are the first words anyone would try.")
+POLISH_WARNING = _l("Common Polish words, names and places are easy to guess.")
+
+PROBLEM_MESSAGES = {
+    "too_short": _l("Use at least %(min)d characters (this one has %(count)d)."),
+    "too_long": _l("Use at most %(max)d characters (this one has %(count)d)."),
+    "control": _l("Do not use control characters (such as tabs or line breaks)."),
+    "same_as_current": _l("The new password must differ from the current one."),
+    "contains_login": _l("Do not put your login in the password."),
+    "personal": _l(
+        "Your name, login, addresses and the organisation's name do not count towards the length: "
+        "without them this password has only %(count)d characters of the %(min)d needed."
+    ),
+    "blocklisted": _l("This password is on the list of leaked or forbidden passwords."),
+    "weak": _l("This password is too easy to guess. Add more words or make it longer."),
+    "mismatch": _l("The two passwords are not the same."),
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One rule a password breaks: a code for programs, a sentence for people."""
+
+    code: str
+    params: dict = field(default_factory=dict)
+
+    @property
+    def message(self) -> str:
+        """Return the sentence in the current language."""
+        return str(PROBLEM_MESSAGES[self.code]) % self.params if self.params else str(PROBLEM_MESSAGES[self.code])
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the policy says of a password."""
+
+    problems: tuple[Problem, ...]
+    score: int
+    warning: object = ""
+    suggestions: tuple = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        return tuple(p.code for p in self.problems)
+
+    def as_json(self) -> dict:
+        """Return the meter's answer, in the current language."""
+        return {
+            "ok": self.ok,
+            "score": self.score,
+            "problems": [{"code": p.code, "message": p.message} for p in self.problems],
+            "warning": str(self.warning) if self.warning else "",
+            "suggestions": [str(s) for s in self.suggestions],
+        }
+
+
+class Policy:
+    """The password rules of one configuration."""
+
+    def __init__(self, min_length=15, max_length=128, min_score=3, organisation_words=(), blocklist_file=None):
+        if max_length < 64:
+            raise ValueError("the maximum length may not be below 64")
+        if not 1 <= min_length <= max_length:
+            raise ValueError("the minimum length must be between 1 and the maximum length")
+        if not 0 <= min_score <= 4:
+            raise ValueError("the minimum score must be 0 to 4")
+        self.min_length = min_length
+        self.max_length = max_length
+        self.min_score = min_score
+        self.organisation_words = tuple(w.lower() for w in _words(organisation_words))
+        self.blocklist = load_blocklist(blocklist_file) if blocklist_file else frozenset()
+        _setup_zxcvbn()
+
+    @classmethod
+    def from_config(cls, config) -> "Policy":
+        """Build the policy from the POLICY_* settings."""
+        return cls(
+            min_length=int(config["POLICY_MIN_LENGTH"]),
+            max_length=int(config["POLICY_MAX_LENGTH"]),
+            min_score=int(config["POLICY_MIN_SCORE"]),
+            organisation_words=config["POLICY_ORGANISATION_WORDS"],
+            blocklist_file=config["POLICY_BLOCKLIST_FILE"],
+        )
+
+    def check(self, password: str, account=None, current: str | None = None) -> Verdict:
+        """Return every problem of password for account (whose current password may be known)."""
+        password = password or ""
+        length = len(password)  # code points, not bytes
+        problems = []
+        if length < self.min_length:
+            problems.append(Problem("too_short", {"min": self.min_length, "count": length}))
+        if length > self.max_length:
+            # Nothing costly on over-long input: only this sentence.
+            return Verdict((Problem("too_long", {"max": self.max_length, "count": length}),), 0)
+        printable = "".join(c for c in password if unicodedata.category(c) not in ("Cc", "Cs"))
+        if printable != password:
+            # Refused on their own; zxcvbn never sees them (zxcvbn-pl's tries fail on a NUL).
+            problems.append(Problem("control"))
+        if current is not None and password == current:
+            problems.append(Problem("same_as_current"))
+        login = (getattr(account, "login", "") or "").lower()
+        if len(login) >= 3 and login in password.lower():
+            problems.append(Problem("contains_login"))
+        if length >= self.min_length:
+            remainder = self._without_known_words(password, account)
+            if remainder is not None and len(remainder) < self.min_length:
+                problems.append(Problem("personal", {"count": len(remainder), "min": self.min_length}))
+        if password.lower() in self.blocklist:
+            problems.append(Problem("blocklisted"))
+        score, warning, suggestions = self._strength(printable, account) if printable else (0, "", ())
+        if score < self.min_score:
+            problems.append(Problem("weak"))
+        return Verdict(tuple(problems), score, warning, suggestions)
+
+    def _strength(self, password: str, account) -> tuple[int, object, tuple]:
+        inputs = self._user_inputs(account)
+        windows = [password] if len(password) <= WINDOW else [password[:WINDOW], password[-WINDOW:]]
+        best = None
+        with _lock:
+            for window in windows:
+                _current_password.value = window
+                result = zxcvbn(window, user_inputs=inputs)
+                if best is None or result["score"] > best["score"]:
+                    best = result
+        warning = FEEDBACK.get(best["feedback"]["warning"], "")
+        suggestions = [FEEDBACK[s] for s in best["feedback"]["suggestions"] if s in FEEDBACK]
+        if not warning and best["score"] < self.min_score:
+            warning = self._own_warning(best["sequence"], inputs)
+        return best["score"], warning, tuple(suggestions)
+
+    def _without_known_words(self, password: str, account) -> str | None:
+        """Return the password without the words anyone who knows the person would try first.
+
+        None when it holds none of them. Matching ignores case and Polish diacritics.
+        """
+        words = {_fold(w) for w in self._user_inputs(account) if len(w) >= 3}
+        folded = _fold(password)
+        remainder = folded
+        for word in sorted(words, key=len, reverse=True):
+            remainder = remainder.replace(word, "")
+        return None if remainder == folded else remainder
+
+    def _user_inputs(self, account) -> list[str]:
+        inputs = list(self.organisation_words)
+        if account is not None:
+            inputs += _words([account.login, account.given_name, account.surname, account.display_name])
+            inputs += [a.split("@", 1)[0] for a in account.addresses + account.recovery_addresses]
+            inputs += _words(a.split("@", 1)[0] for a in account.addresses + account.recovery_addresses)
+        return [w.lower() for w in inputs if w]
+
+    def _own_warning(self, sequence, inputs):
+        names = {m.get("dictionary_name") for m in sequence if m.get("pattern") == "dictionary"}
+        if "user_inputs" in names:
+            tokens = {m["matched_word"] for m in sequence if m.get("dictionary_name") == "user_inputs"}
+            if tokens & set(self.organisation_words):
+                return ORGANISATION_WARNING
+            return PERSONAL_WARNING
+        if names & set(zxcvbn_pl.DICTIONARY_NAMES):
+            return POLISH_WARNING
+        return ""
+
+    def describe(self) -> dict:
+        """Return the settings the rules page explains."""
+        return {"min_length": self.min_length, "max_length": self.max_length, "min_score": self.min_score}
+
+
+def _fold(text: str) -> str:
+    """Lower-case text and drop diacritics (ł counts as l), keeping one character per character."""
+    decomposed = unicodedata.normalize("NFKD", text.lower().replace("ł", "l"))
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def _words(values) -> list[str]:
+    words = []
+    for value in values:
+        for part in str(value or "").replace(".", " ").replace("-", " ").replace("_", " ").split():
+            if len(part) >= 2:
+                words.append(part)
+    return words
+
+
+def load_blocklist(path: str) -> frozenset:
+    """Read a blocklist file (one password per line) into a set of lower-cased passwords."""
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        return frozenset(line.rstrip("\r\n").lower() for line in fh if line.strip())
+
+
+def init_app(app) -> None:
+    """Build the app's policy from its settings."""
+    app.extensions["pwdrst.policy"] = Policy.from_config(app.config)
+
+
+def current_policy() -> Policy:
+    """Return the current app's policy."""
+    return current_app.extensions["pwdrst.policy"]
+
+
+def check_password(password: str, account=None, current: str | None = None) -> Verdict:
+    """Check a password against the current app's policy."""
+    return current_policy().check(password, account, current)

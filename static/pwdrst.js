@@ -1,0 +1,88 @@
+// Progressive enhancement only: the forms work without it. Loaded as a file, so it runs under a
+// Content-Security-Policy without 'unsafe-inline'.
+(function () {
+  "use strict";
+
+  var csrf = document.querySelector('meta[name="csrf-token"]');
+  var lang = document.documentElement.lang;
+  var labels = {
+    pl: ["bardzo słabe", "słabe", "przeciętne", "silne", "bardzo silne"],
+    en: ["very weak", "weak", "fair", "strong", "very strong"]
+  }[lang === "en" ? "en" : "pl"];
+  var strengthWord = lang === "en" ? "Strength: " : "Siła hasła: ";
+
+  function fill(list, items) {
+    while (list.firstChild) list.removeChild(list.firstChild);
+    items.forEach(function (text) {
+      var li = document.createElement("li");
+      li.textContent = text;
+      list.appendChild(li);
+    });
+  }
+
+  // The strength meter: asks the server (the same policy that will judge the form) as you type.
+  document.querySelectorAll("input[data-meter]").forEach(function (input) {
+    var box = document.getElementById(input.getAttribute("data-meter"));
+    if (!box || !csrf) return;
+    var bar = box.querySelector(".bar span");
+    var text = box.querySelector(".meter-text");
+    var problems = box.querySelector(".meter-problems");
+    var suggestions = box.querySelector(".meter-suggestions");
+    var timer = null;
+    var sequence = 0;
+
+    function show(result) {
+      box.hidden = false;
+      box.setAttribute("data-score", String(result.score));
+      box.setAttribute("data-ok", result.ok ? "true" : "false");
+      bar.className = "w" + result.score;
+      text.textContent = strengthWord + labels[result.score] + (result.warning ? ". " + result.warning : "");
+      fill(problems, result.problems.map(function (p) { return p.message; }));
+      fill(suggestions, result.suggestions);
+    }
+
+    function check() {
+      var mine = ++sequence;
+      if (!input.value) { box.hidden = true; return; }
+      fetch(box.getAttribute("data-url"), {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "Content-Type": "application/json", "X-CSRFToken": csrf.content },
+        body: JSON.stringify({ password: input.value })
+      }).then(function (response) {
+        return response.ok ? response.json() : null;
+      }).then(function (result) {
+        if (result && mine === sequence) show(result);
+      }).catch(function () { /* the server will say the same after submit */ });
+    }
+
+    input.addEventListener("input", function () {
+      clearTimeout(timer);
+      timer = setTimeout(check, 250);
+    });
+  });
+
+  // Caps Lock warning on password fields, from the key events' own modifier state.
+  document.querySelectorAll("input[data-capslock]").forEach(function (input) {
+    var warning = document.getElementById(input.getAttribute("data-capslock"));
+    function update(event) {
+      if (event.getModifierState) warning.hidden = !event.getModifierState("CapsLock");
+    }
+    input.addEventListener("keydown", update);
+    input.addEventListener("keyup", update);
+    input.addEventListener("blur", function () { warning.hidden = true; });
+  });
+
+  // Show-password toggles.
+  document.querySelectorAll("button[data-show]").forEach(function (button) {
+    var input = document.getElementById(button.getAttribute("data-show"));
+    if (!input) return;
+    button.hidden = false;
+    button.addEventListener("click", function () {
+      var showing = input.type === "text";
+      input.type = showing ? "password" : "text";
+      button.setAttribute("aria-pressed", showing ? "false" : "true");
+      button.textContent = button.getAttribute(showing ? "data-label-show" : "data-label-hide");
+    });
+  });
+})();

@@ -1,0 +1,88 @@
+"""The strength endpoint behind the meter: same verdict as the policy, CSRF, limits, sizes."""
+
+import pytest
+
+from pwdrst.policy import check_password
+from tests.conftest import csrf_token, link_path, mail_link, submit
+
+
+@pytest.fixture
+def meter(client):
+    """POST to the meter with the page's CSRF token, as the script does."""
+    token = csrf_token(client.get("/reset").get_data(as_text=True))
+
+    def post(body, **headers):
+        kwargs = {"json": body} if not isinstance(body, (bytes, str)) else {"data": body}
+        return client.post("/api/strength", headers={"X-CSRFToken": token, **headers}, **kwargs)
+
+    return post
+
+
+def test_meter_answers_the_policy_verdict(meter, app):
+    response = meter({"password": "krótkie"})
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["ok"] is False
+    assert body["score"] in range(5)
+    assert {"too_short", "weak"} <= {p["code"] for p in body["problems"]}
+    assert "Użyj co najmniej 15 znaków (to hasło ma ich 7)." in [p["message"] for p in body["problems"]]
+    with app.test_request_context():
+        assert [p["code"] for p in body["problems"]] == list(check_password("krótkie").codes)
+
+
+def test_meter_speaks_the_page_language(client):
+    client.get("/lang/en")
+    token = csrf_token(client.get("/reset").get_data(as_text=True))
+    body = client.post("/api/strength", json={"password": "abc"}, headers={"X-CSRFToken": token}).get_json()
+    assert "Use at least 15 characters (this one has 3)." in [p["message"] for p in body["problems"]]
+
+
+def test_meter_accepts_a_strong_password(meter):
+    body = meter({"password": "Zielony-parasol-nad-Wisłą-7"}).get_json()
+    assert body == {"ok": True, "score": 4, "problems": [], "warning": "", "suggestions": []}
+
+
+def test_meter_judges_for_the_account_of_the_reset_link(client, smtp, make_person):
+    person = make_person(given="Jan", surname="Kowalski")
+    submit(client, "/reset", {"identifier": person.uid})
+    client.get(link_path(mail_link(smtp.wait_for(1)[0])))
+    token = csrf_token(client.get("/reset/new").get_data(as_text=True))
+    body = client.post("/api/strength", json={"password": "JanKowalski2025!"}, headers={"X-CSRFToken": token})
+    assert "personal" in [p["code"] for p in body.get_json()["problems"]]
+
+
+def test_meter_requires_the_csrf_header(client):
+    client.get("/reset")
+    response = client.post("/api/strength", json={"password": "whatever"})
+    assert response.status_code == 400
+
+
+@pytest.mark.parametrize("body", [b"not json", b"[]", b'{"password": 5}', b"{}", b"\xff\xfe"])
+def test_meter_refuses_bad_bodies_with_a_sentence(meter, body):
+    response = meter(body, **{"Content-Type": "application/json"})
+    assert response.status_code == 400
+    assert response.get_json()["message"]
+
+
+@pytest.mark.parametrize("length", [129, 100_000])
+def test_meter_refuses_over_long_passwords_by_length(meter, length):
+    response = meter({"password": "x" * length})
+    assert response.status_code == 200
+    body = response.get_json()
+    assert [p["code"] for p in body["problems"]] == ["too_long"]
+
+
+def test_meter_body_over_the_size_limit_is_a_413_sentence(meter):
+    response = meter({"password": "x" * 300_000})
+    assert response.status_code == 413
+    assert response.get_json()["message"]
+
+
+@pytest.mark.parametrize("config_overrides", [{"RATELIMIT_STRENGTH": "3 per minute"}])
+def test_meter_is_rate_limited_per_client(meter, config_overrides):
+    statuses = [meter({"password": "abc"}).status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+
+
+def test_meter_refuses_get(client):
+    assert client.get("/api/strength").status_code == 405

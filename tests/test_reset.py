@@ -1,0 +1,412 @@
+"""Forgot password, end to end against the real slapd and SMTP server."""
+
+import json
+import re
+import time
+
+import ldap3
+import pytest
+from itsdangerous.timed import TimestampSigner
+
+from pwdrst import create_app
+from pwdrst.tokens import make_token
+from tests.conftest import base_config, csrf_token, link_path, mail_link, mail_text, submit
+
+NEW_PASSWORD = "Nowe-haslo-z-lasu-nad-rzeka-44"
+
+
+def can_bind(slapd, dn, password: str) -> bool:
+    conn = ldap3.Connection(ldap3.Server(slapd.url, get_info=ldap3.NONE), dn, password.encode(), raise_exceptions=False)
+    try:
+        return conn.bind()
+    finally:
+        conn.unbind()
+
+
+def request_reset(client, identifier, **kwargs):
+    return submit(client, "/reset", {"identifier": identifier}, **kwargs)
+
+
+def open_and_set(client, link, password=NEW_PASSWORD, confirm=None):
+    """Open a link, then submit the new password on the page it leads to."""
+    opened = client.get(link_path(link))
+    if opened.status_code != 303:
+        return opened
+    assert opened.headers["Location"] == "/reset/new"
+    return submit(client, "/reset/new", {"new_password": password, "confirm": confirm or password})
+
+
+def without_csrf(html: str) -> str:
+    return re.sub(r'(name="csrf[-_]token"[^>]*(?:value|content)=")[^"]+', r"\1", html)
+
+
+def audit_events(caplog, event):
+    return [
+        json.loads(r.message) for r in caplog.records if r.name == "pwdrst.audit" and f'"event": "{event}"' in r.message
+    ]
+
+
+# -- the whole flow
+
+
+def test_alias_request_mails_the_recovery_address_and_the_link_resets(client, smtp, slapd, make_person):
+    person = make_person()
+    response = request_reset(client, person.mail[2].upper())  # any alias, any case
+    assert response.status_code == 303
+    [message] = smtp.wait_for(1)
+    assert message["X-Envelope-To"] == person.recovery[0]
+    assert person.uid in mail_text(message) and person.display_name in mail_text(message)
+    link = mail_link(message)
+    assert link.startswith("https://pwdrst.uni.example/pwdrst/reset/")
+    assert len(link) < 120
+    done = open_and_set(client, link)
+    assert done.status_code == 303 and done.headers["Location"] == "/reset/done"
+    page = client.get("/reset/done").get_data(as_text=True)
+    assert "Możesz już logować się nowym hasłem do poczty" in page
+    assert can_bind(slapd, person.dn, NEW_PASSWORD)
+    assert not can_bind(slapd, person.dn, person.password)
+
+
+def test_reset_mail_has_text_and_html_in_the_request_language(client, smtp, make_person):
+    person = make_person()
+    request_reset(client, person.uid, headers={"Accept-Language": "en"})
+    [message] = smtp.wait_for(1)
+    assert message["Subject"].startswith("Set a new password")
+    html = message.get_body(preferencelist=("html",)).get_content()
+    assert mail_link(message) in html
+    assert "If this wasn't you, ignore this mail" in mail_text(message)
+
+
+def test_notification_reaches_every_address(client, smtp, make_person):
+    person = make_person()
+    request_reset(client, person.uid)
+    link = mail_link(smtp.wait_for(1)[0])
+    smtp.clear()
+    open_and_set(client, link)
+    [notice] = smtp.wait_for(1)
+    assert set(notice["X-Envelope-To"].split(", ")) == set(person.mail + person.recovery)
+    assert "Jeśli to nie Ty" in mail_text(notice)
+    assert NEW_PASSWORD not in mail_text(notice)
+
+
+def test_opening_a_link_moves_the_token_out_of_the_address(client, smtp, make_person):
+    person = make_person()
+    request_reset(client, person.uid)
+    link = mail_link(smtp.wait_for(1)[0])
+    opened = client.get(link_path(link))
+    assert opened.status_code == 303
+    assert opened.headers["Location"] == "/reset/new"
+    assert opened.headers["Referrer-Policy"] == "no-referrer"
+    page = client.get("/reset/new")
+    assert page.headers["Referrer-Policy"] == "no-referrer"
+    assert page.headers["Cache-Control"] == "no-store"
+    assert person.display_name in page.get_data(as_text=True)
+    assert "Jak wybrać nowe hasło" in page.get_data(as_text=True)
+
+
+def test_opening_a_link_does_not_use_it_up(client, smtp, make_person):
+    person = make_person()
+    request_reset(client, person.uid)
+    link = mail_link(smtp.wait_for(1)[0])
+    for _ in range(3):  # a mail scanner following the link, then the person
+        assert client.get(link_path(link)).status_code == 303
+    assert open_and_set(client, link).status_code == 303
+
+
+def test_a_refused_password_leaves_the_link_usable(client, smtp, slapd, make_person):
+    person = make_person()
+    request_reset(client, person.uid)
+    link = mail_link(smtp.wait_for(1)[0])
+    weak = open_and_set(client, link, password="krotkie")
+    assert weak.status_code == 400
+    assert "Użyj co najmniej 15 znaków" in weak.get_data(as_text=True)
+    mismatch = submit(client, "/reset/new", {"new_password": NEW_PASSWORD, "confirm": NEW_PASSWORD + "x"})
+    assert "Wpisane hasła nie są takie same." in mismatch.get_data(as_text=True)
+    assert can_bind(slapd, person.dn, person.password)
+    assert open_and_set(client, link).status_code == 303
+    assert can_bind(slapd, person.dn, NEW_PASSWORD)
+
+
+def test_the_directory_refusal_is_shown_and_the_link_stays_usable(client, smtp, slapd, make_person):
+    person = make_person()
+    # The person's current password passes our policy but is in the directory's history.
+    request_reset(client, person.uid)
+    link = mail_link(smtp.wait_for(1)[0])
+    refused = open_and_set(client, link, password=person.password)
+    assert refused.status_code == 400
+    assert "To hasło było już używane" in refused.get_data(as_text=True)
+    assert open_and_set(client, link).status_code == 303
+
+
+# -- single use and death at the password change
+
+
+def test_the_same_link_is_refused_a_second_time(client, smtp, make_person):
+    person = make_person()
+    request_reset(client, person.uid)
+    link = mail_link(smtp.wait_for(1)[0])
+    assert open_and_set(client, link).status_code == 303
+    again = client.get(link_path(link))
+    assert again.status_code == 410
+    assert "Link został już użyty" in again.get_data(as_text=True)
+    assert 'href="/reset"' in again.get_data(as_text=True)
+
+
+def test_an_earlier_link_dies_when_a_later_one_is_used(client, smtp, make_person, monkeypatch):
+    person = make_person()
+    real = TimestampSigner.get_timestamp
+    monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda self: real(self) - 600)
+    request_reset(client, person.uid)
+    first = mail_link(smtp.wait_for(1)[0])
+    monkeypatch.setattr(TimestampSigner, "get_timestamp", real)
+    request_reset(client, person.uid)
+    second = mail_link(smtp.wait_for(2)[1])
+    assert first != second
+    assert open_and_set(client, second).status_code == 303
+    assert client.get(link_path(first)).status_code == 410
+
+
+def test_a_link_dies_when_the_password_changes_by_other_means(client, smtp, slapd, make_person):
+    person = make_person()
+    request_reset(client, person.uid)
+    link = mail_link(smtp.wait_for(1)[0])
+    conn = ldap3.Connection(ldap3.Server(slapd.url, get_info=ldap3.NONE), person.dn, person.password.encode())
+    conn.bind()
+    conn.extend.standard.modify_password(None, person.password.encode(), b"Changed-elsewhere-12345")
+    conn.unbind()
+    assert client.get(link_path(link)).status_code == 410
+
+
+def test_a_link_dies_even_when_held_in_the_session(client, smtp, app, make_person):
+    person = make_person()
+    request_reset(client, person.uid)
+    link = mail_link(smtp.wait_for(1)[0])
+    client.get(link_path(link))
+    with app.app_context():
+        directory = app.extensions["pwdrst.directory"]
+        directory.reset_password(directory.find_account(person.uid), "Changed-by-someone-else-1")
+    page = client.get("/reset/new")
+    assert page.status_code == 410
+
+
+# -- expired, tampered, truncated, foreign links
+
+
+def test_an_expired_link_is_refused(client, smtp, make_person, monkeypatch):
+    person = make_person()
+    real = TimestampSigner.get_timestamp
+    monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda self: real(self) - 3601)
+    request_reset(client, person.uid)
+    link = mail_link(smtp.wait_for(1)[0])
+    monkeypatch.setattr(TimestampSigner, "get_timestamp", real)
+    refused = client.get(link_path(link))
+    assert refused.status_code == 410
+    assert "Link wygasł" in refused.get_data(as_text=True)
+
+
+def test_a_link_one_hour_old_less_a_minute_still_works(client, smtp, make_person, monkeypatch):
+    person = make_person()
+    real = TimestampSigner.get_timestamp
+    monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda self: real(self) - 3540)
+    request_reset(client, person.uid)
+    link = mail_link(smtp.wait_for(1)[0])
+    monkeypatch.setattr(TimestampSigner, "get_timestamp", real)
+    assert open_and_set(client, link).status_code == 303
+
+
+def tamper(token: str) -> str:
+    middle = len(token) // 2
+    return token[:middle] + ("A" if token[middle] != "A" else "B") + token[middle + 1 :]
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        pytest.param(tamper, id="one-character-changed"),
+        pytest.param(lambda t: t[: len(t) - 5], id="truncated"),
+        pytest.param(lambda t: t.split(".")[0], id="payload-only"),
+        pytest.param(lambda t: "not-a-token-at-all", id="malformed"),
+        pytest.param(lambda t: "%FF%FE" + t, id="broken-utf8"),
+        pytest.param(lambda t: "A" * 2000, id="over-long"),
+    ],
+)
+def test_a_spoiled_link_is_refused_as_invalid(client, smtp, make_person, spoil):
+    person = make_person()
+    request_reset(client, person.uid)
+    token = link_path(mail_link(smtp.wait_for(1)[0])).removeprefix("/reset/")
+    refused = client.get("/reset/" + spoil(token))
+    assert refused.status_code in (400, 404)
+    if refused.status_code == 400:
+        assert "Link jest nieprawidłowy" in refused.get_data(as_text=True)
+
+
+def test_a_link_signed_with_another_key_is_refused(app, client, slapd, smtp, make_person):
+    person = make_person()
+    other = create_app(base_config(slapd, smtp, SECRET_KEY="another-secret-key-0123456789abcdef0123"))
+    with other.app_context():
+        account = other.extensions["pwdrst.directory"].find_account(person.uid)
+        token = make_token("reset", account.login, account.fingerprint)
+    assert client.get("/reset/" + token).status_code == 400
+
+
+def test_a_link_signed_with_a_fallback_key_still_works(slapd, smtp, make_person):
+    person = make_person()
+    old = create_app(base_config(slapd, smtp))
+    with old.app_context():
+        account = old.extensions["pwdrst.directory"].find_account(person.uid)
+        token = make_token("reset", account.login, account.fingerprint)
+    rotated = create_app(
+        base_config(
+            slapd,
+            smtp,
+            SECRET_KEY="the-new-secret-key-0123456789abcdef01234",
+            SECRET_KEY_FALLBACKS=[base_config(slapd, smtp)["SECRET_KEY"]],
+        )
+    )
+    client = rotated.test_client()
+    assert open_and_set(client, "https://pwdrst.uni.example/pwdrst/reset/" + token).status_code == 303
+
+
+def test_a_recovery_confirmation_token_is_no_reset_link(app, client, make_person):
+    person = make_person()
+    with app.app_context():
+        account = app.extensions["pwdrst.directory"].find_account(person.uid)
+        token = make_token("recovery", account.login, account.fingerprint, extra="x@private.example")
+    assert client.get("/reset/" + token).status_code == 400
+
+
+def test_the_new_password_page_without_a_link_says_what_to_do(client):
+    page = client.get("/reset/new")
+    assert page.status_code == 400
+    assert "Otwórz ponownie link z wiadomości" in page.get_data(as_text=True)
+
+
+# -- no enumeration
+
+
+def test_every_case_answers_exactly_like_a_real_account(client, smtp, make_person):
+    real = make_person()
+    no_recovery = make_person(recovery=False)
+    answers = []
+    for identifier in (real.uid, "nobody-here@uni.example", no_recovery.uid, "t.lewandowski@uni.example"):
+        posted = request_reset(client, identifier)
+        page = client.get(posted.headers["Location"])
+        answers.append(
+            (
+                posted.status_code,
+                posted.headers["Location"],
+                without_csrf(posted.get_data(as_text=True)),
+                page.status_code,
+                without_csrf(page.get_data(as_text=True)),
+            )
+        )
+    assert all(answer == answers[0] for answer in answers)
+    assert "adres awaryjny zarejestrowany dla tego konta" in answers[0][4]
+    assert "pomoc@uni.example" in answers[0][4]
+    assert len(smtp.wait_for(1)) == 1
+    time.sleep(0.3)
+    assert len(smtp.messages) == 1  # only the real account got mail
+
+
+def test_the_fourth_request_in_an_hour_sends_nothing_and_looks_the_same(client, smtp, make_person, caplog):
+    person = make_person()
+    answers = []
+    for _ in range(4):
+        posted = request_reset(client, person.uid)
+        answers.append((posted.status_code, posted.headers["Location"]))
+    assert len(set(answers)) == 1
+    smtp.wait_for(3)
+    time.sleep(0.5)
+    assert len(smtp.messages) == 3
+    outcomes = [e["outcome"] for e in audit_events(caplog, "reset_requested")]
+    assert outcomes == ["sent", "sent", "sent", "limited"]
+
+
+def test_audit_records_each_outcome_without_secrets(client, smtp, make_person, caplog):
+    person = make_person()
+    no_recovery = make_person(recovery=False)
+    for identifier in (person.uid, "nobody@uni.example", no_recovery.uid, "t.lewandowski@uni.example"):
+        request_reset(client, identifier)
+    link = mail_link(smtp.wait_for(1)[0])
+    open_and_set(client, link)
+    outcomes = [e["outcome"] for e in audit_events(caplog, "reset_requested")]
+    assert outcomes == ["sent", "unknown", "no_recovery_address", "ambiguous"]
+    [reset] = audit_events(caplog, "password_reset")
+    assert reset["account"] == person.uid and reset["outcome"] == "ok" and reset["request_id"]
+    token = link_path(link).removeprefix("/reset/")
+    everything = caplog.text
+    assert token not in everything and NEW_PASSWORD not in everything and person.password not in everything
+
+
+# -- outages and hostile requests
+
+
+def test_request_page_answers_while_smtp_is_down_and_mail_arrives_later(client, smtp, make_person):
+    person = make_person()
+    smtp.stop()
+    started = time.monotonic()
+    response = request_reset(client, person.uid)
+    assert response.status_code == 303
+    assert time.monotonic() - started < 1.5
+    time.sleep(1.0)  # a few failed attempts, retried with backoff
+    smtp.start()
+    [message] = smtp.wait_for(1, timeout=15)
+    assert message["X-Envelope-To"] == person.recovery[0]
+
+
+def test_a_forged_host_header_does_not_change_the_link(client, smtp, make_person):
+    person = make_person()
+    request_reset(client, person.uid, headers={"Host": "evil.example", "X-Forwarded-Host": "evil.example"})
+    link = mail_link(smtp.wait_for(1)[0])
+    assert link.startswith("https://pwdrst.uni.example/pwdrst/reset/")
+    assert "evil" not in mail_text(smtp.messages[0])
+
+
+def test_directory_outage_is_a_503_page(slapd, smtp):
+    from pwdrst.sandbox import free_port
+
+    app = create_app(base_config(slapd, smtp, LDAP_URL=[f"ldap://127.0.0.1:{free_port()}"]))
+    client = app.test_client()
+    response = request_reset(client, "jkowalski")
+    assert response.status_code == 503
+    assert "Katalog kont nie odpowiada" in response.get_data(as_text=True)
+
+
+def test_a_post_without_csrf_changes_nothing(client, smtp, make_person):
+    person = make_person()
+    response = client.post("/reset", data={"identifier": person.uid})
+    assert response.status_code == 400
+    time.sleep(0.3)
+    assert smtp.messages == []
+
+
+@pytest.mark.parametrize("identifier", ["", " ", "x" * 300])
+def test_bad_identifiers_get_a_400_form(client, identifier):
+    response = request_reset(client, identifier)
+    assert response.status_code == 400
+
+
+def test_locked_account_is_unlocked_by_a_reset(client, smtp, slapd, make_person, caplog):
+    person = make_person()
+    for _ in range(6):
+        can_bind(slapd, person.dn, "wrong-password")
+    request_reset(client, person.uid)
+    assert open_and_set(client, mail_link(smtp.wait_for(1)[0])).status_code == 303
+    assert can_bind(slapd, person.dn, NEW_PASSWORD)
+    [reset] = audit_events(caplog, "password_reset")
+    assert reset["unlocked"] is True
+
+
+@pytest.mark.parametrize("config_overrides", [{"RESET_UNLOCKS_ACCOUNT": False}])
+def test_locked_account_stays_locked_when_configured(client, smtp, slapd, make_person, config_overrides):
+    person = make_person()
+    for _ in range(6):
+        can_bind(slapd, person.dn, "wrong-password")
+    request_reset(client, person.uid)
+    refused = open_and_set(client, mail_link(smtp.wait_for(1)[0]))
+    assert refused.status_code == 400
+    assert "Konto jest zablokowane" in refused.get_data(as_text=True)
+
+
+def test_csrf_token_is_on_the_request_page(client):
+    assert csrf_token(client.get("/reset").get_data(as_text=True))
