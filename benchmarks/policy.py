@@ -1,0 +1,149 @@
+"""Benchmark the password policy: time per check by input shape and length, and agreement with zxcvbn.
+
+    .venv/bin/python benchmarks/policy.py [--repeat 5] [--ordinary 3000] [--json FILE]
+
+Times are the slowest of `--repeat` runs of each input (the worst case is what bounds a worker).
+Agreement compares the bounded check's score with full, unbounded zxcvbn (same dictionaries, same
+user inputs) on generated ordinary passwords of up to 72 characters (zxcvbn's own limit).
+No figure here is asserted anywhere: machines are shared and noisy.
+"""
+
+import argparse
+import json
+import random
+import string
+import sys
+import time
+
+from pwdrst import policy as policy_module
+from pwdrst.directory import Account
+from pwdrst.policy import Policy
+
+LENGTHS = (8, 16, 32, 64, 128, 1_000, 10_000)
+L33T = "4@8({[<3&6#!|1i7+0$5%2"
+WORDS = (
+    "zielony parasol rzeka wiatrak kubek herbata słońce okno dom kot pies sowa gwiazda most lampa "
+    "monkey dragon password sunshine princess football shadow master summer winter correct horse "
+    "battery staple kraków warszawa gdańsk poznań wisła tatry morze"
+).split()
+NAMES = "Anna Katarzyna Małgorzata Agnieszka Piotr Krzysztof Tomasz Paweł Michał Jan Zofia Wojciech".split()
+
+JAN = Account(
+    dn="uid=jkowalski,ou=people,dc=uni,dc=example",
+    login="jkowalski",
+    display_name="Jan Kowalski",
+    given_name="Jan",
+    surname="Kowalski",
+    addresses=("jan.kowalski@uni.example", "jkowalski@uni.example"),
+    recovery_addresses=("jan.kowalski@private.example",),
+    locked=False,
+    password_expired=False,
+    password_changed_at=None,
+    fingerprint="x",
+)
+
+
+def shapes(rng: random.Random):
+    """Return the input generators by name: each takes a length."""
+    printable = string.ascii_letters + string.digits + string.punctuation
+    return {
+        "random": lambda n: "".join(rng.choice(printable) for _ in range(n)),
+        "dictionary": lambda n: "".join(rng.choice(WORDS) for _ in range(n))[:n],
+        "l33t-only": lambda n: (L33T * (n // len(L33T) + 1))[:n],
+        "repeated": lambda n: ("ab" * n)[:n],
+        "digits": lambda n: "".join(rng.choice(string.digits) for _ in range(n)),
+    }
+
+
+def time_checks(policy: Policy, repeat: int, rng: random.Random):
+    """Return {shape: {length: worst milliseconds}}."""
+    table = {}
+    for name, make in shapes(rng).items():
+        row = {}
+        for length in LENGTHS:
+            password = make(length)
+            worst = 0.0
+            for _ in range(repeat):
+                started = time.perf_counter()
+                policy.check(password, JAN)
+                worst = max(worst, time.perf_counter() - started)
+            row[length] = worst * 1000
+        table[name] = row
+    return table
+
+
+def ordinary_passwords(rng: random.Random, count: int):
+    """Generate passwords of the kinds people choose."""
+    makers = [
+        lambda: rng.choice(WORDS) + str(rng.randint(0, 9999)),
+        lambda: rng.choice(WORDS).capitalize() + str(rng.randint(1950, 2030)) + rng.choice("!.?#"),
+        lambda: rng.choice(NAMES) + str(rng.randint(1950, 2030)),
+        lambda: "-".join(rng.choice(WORDS) for _ in range(rng.randint(2, 5))),
+        lambda: " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 6))),
+        lambda: "".join(rng.choice(string.ascii_letters + string.digits) for _ in range(rng.randint(8, 20))),
+        lambda: rng.choice(WORDS).replace("a", "@").replace("o", "0").replace("e", "3") + str(rng.randint(0, 99)),
+        lambda: rng.choice(["qwerty", "asdfgh", "zxcvbn", "123456", "qazwsx"]) + rng.choice(WORDS),
+        lambda: rng.choice(NAMES).lower() + rng.choice(WORDS) + rng.choice(["1", "12", "123", "!"]),
+    ]
+    passwords = []
+    while len(passwords) < count:
+        candidate = rng.choice(makers)()
+        if 0 < len(candidate) <= 72:
+            passwords.append(candidate)
+    return passwords
+
+
+def agreement(policy: Policy, passwords):
+    """Return (share of equal scores, list of disagreements) between the bounded check and zxcvbn."""
+    from zxcvbn import matching, zxcvbn
+
+    inputs = policy._user_inputs(JAN)
+    bounded = [policy.check(p, JAN).score for p in passwords]
+    # Full zxcvbn: the original l33t enumeration and the whole password.
+    patched = matching.enumerate_l33t_subs, matching.dictionary_match
+    matching.enumerate_l33t_subs = policy_module._zxcvbn_enumerate_l33t_subs
+    matching.dictionary_match = policy_module._zxcvbn_dictionary_match
+    try:
+        full = [zxcvbn(p, user_inputs=inputs)["score"] for p in passwords]
+    finally:
+        matching.enumerate_l33t_subs, matching.dictionary_match = patched
+    differ = [(p, b, f) for p, b, f in zip(passwords, bounded, full, strict=True) if b != f]
+    return 1 - len(differ) / len(passwords), differ
+
+
+def main(argv=None) -> int:
+    """Run the benchmark and print the tables."""
+    parser = argparse.ArgumentParser(description="Benchmark the password policy.")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--ordinary", type=int, default=3000)
+    parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--json", help="also write the figures to this file")
+    args = parser.parse_args(argv)
+    rng = random.Random(args.seed)
+    policy = Policy(organisation_words=["Uniwersytet", "Przykładowy", "uni", "example"])
+    policy.check("warm-up-the-dictionaries", JAN)
+
+    table = time_checks(policy, args.repeat, rng)
+    print(f"policy check, worst of {args.repeat} runs, milliseconds")
+    print(f"{'shape':<12}" + "".join(f"{n:>9}" for n in LENGTHS))
+    for name, row in table.items():
+        print(f"{name:<12}" + "".join(f"{row[n]:>9.2f}" for n in LENGTHS))
+    worst = max(max(row.values()) for row in table.values())
+    print(f"worst case: {worst:.1f} ms")
+
+    passwords = ordinary_passwords(rng, args.ordinary)
+    share, differ = agreement(policy, passwords)
+    print(f"\nagreement with full zxcvbn on {len(passwords)} ordinary passwords: {share * 100:.2f}%")
+    for password, bounded, full in differ[:10]:
+        print(f"  differs: {password!r}: bounded {bounded}, full {full}")
+
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump(
+                {"times_ms": table, "worst_ms": worst, "agreement": share, "ordinary": len(passwords)}, fh, indent=2
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
