@@ -6,7 +6,7 @@ from flask import Flask
 from flask_babel import get_locale
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from pwdrst import audit, cli, config, directory, errors, mail, policy, security
+from pwdrst import audit, cli, config, directory, display, errors, mail, policy, security
 from pwdrst.extensions import babel, csrf, limiter, select_locale
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -48,14 +48,17 @@ def _configure_extensions(app):
 
 
 def _configure_templates(app):
+    display.init_app(app)
+
     @app.context_processor
     def page_globals():
         return {"current_locale": str(get_locale()), "endpoints": app.view_functions}
 
 
 def _register_blueprints(app):
-    from pwdrst import api, main, reset
+    from pwdrst import account, api, main, reset
 
     app.register_blueprint(main.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(reset.bp)
+    app.register_blueprint(account.bp)

@@ -140,6 +140,10 @@ RESET_UNLOCKS_ACCOUNT = True
 # Seconds a recovery-address confirmation link is valid.
 RECOVERY_LINK_MAX_AGE = 86400
 
+# Mail domains that may not serve as recovery addresses: the organisation's own (a recovery address
+# must work when the university mailbox does not). Subdomains are refused too.
+RECOVERY_FORBIDDEN_DOMAINS = []
+
 # -- Password policy ---------------------------------------------------------------------------
 
 # Fewest characters (code points, not bytes) a new password may have. 15 follows NIST SP 800-63B-4
@@ -176,6 +180,13 @@ RATELIMIT_RESET_MAIL = "3 per hour"
 
 # Link uses (opening or submitting) per client address.
 RATELIMIT_LINK_USE = "30 per minute;200 per hour"
+
+# Failed logins per account (before the directory's own lockout) and per client address.
+RATELIMIT_LOGIN_ACCOUNT = "5 per 15 minutes"
+RATELIMIT_LOGIN_ADDRESS = "30 per 15 minutes"
+
+# Recovery-address confirmation mails per account.
+RATELIMIT_RECOVERY_MAIL = "5 per hour"
 
 # Strength checks (the meter) per client address.
 RATELIMIT_STRENGTH = "120 per minute"

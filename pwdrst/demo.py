@@ -17,6 +17,15 @@ from pwdrst import sandbox
 
 _print_lock = threading.Lock()
 
+EXPIRED_PERSON = sandbox.Person(
+    "mnowicka",
+    "Marta",
+    "Nowicka",
+    "Stara-lampa-na-poddaszu-21",
+    ("marta.nowicka@uni.example", "mnowicka@uni.example"),
+    ("marta.nowicka@private.example",),
+)
+
 
 def print_mail(message) -> None:
     """Print a captured mail (its text part) to the terminal."""
@@ -47,6 +56,10 @@ def main(argv=None) -> int:
     server = None
     try:
         slapd.start()
+        # One person whose password has expired, for the "must change" path.
+        expired_policy = slapd.add_policy("expired-demo", pwdMaxAge=86400, pwdGraceAuthNLimit=1)
+        slapd.add_person(EXPIRED_PERSON)
+        slapd.expire_password(EXPIRED_PERSON.dn, expired_policy)
         smtp.start()
         settings = {
             "SECRET_KEY": secrets.token_urlsafe(32),
@@ -98,11 +111,12 @@ def print_banner(port: int, slapd, smtp) -> None:
     print(f"directory:  {slapd.url}  (base {sandbox.BASE_DN})")
     print(f"mail:       SMTP on 127.0.0.1:{smtp.port}; every mail is printed here\n")
     print("sample people (login, password, recovery address):")
-    for person in sandbox.SAMPLE_PEOPLE:
+    for person in (*sandbox.SAMPLE_PEOPLE, EXPIRED_PERSON):
         recovery = ", ".join(person.recovery) or "(none)"
         print(f"  {person.uid:<14} {person.password:<32} {recovery}")
     print("  (tlewandowski and tlewandowski2 share t.lewandowski@uni.example: a data fault)")
-    print("  mzielinska is in the helpdesk group; kwojcik is an administrator (protected)\n")
+    print("  mzielinska is in the helpdesk group; kwojcik is an administrator (protected)")
+    print("  mnowicka's password has expired: logging in leads only to the change form\n")
     print("Try: 'I forgot my password' for jan.kowalski@student.uni.example, then follow the link printed here.")
     print("Ctrl-C stops everything.\n", flush=True)
 

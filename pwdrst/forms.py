@@ -2,8 +2,8 @@
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, EmailField, PasswordField, StringField
-from wtforms.validators import DataRequired, EqualTo, Length, ValidationError
+from wtforms import BooleanField, EmailField, IntegerField, PasswordField, StringField
+from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, NumberRange, Regexp, ValidationError
 
 from pwdrst.policy import check_password
 
@@ -18,6 +18,18 @@ class IdentifierForm(FlaskForm):
         validators=[
             DataRequired(_l("Enter your login or university e-mail address.")),
             Length(max=IDENTIFIER_MAX, message=_l("That is longer than any login or address.")),
+        ],
+    )
+
+
+class LoginForm(IdentifierForm):
+    """A login or address, and the password."""
+
+    password = PasswordField(
+        _l("Password"),
+        validators=[
+            DataRequired(_l("Enter your password.")),
+            Length(max=1024, message=_l("That is longer than any password.")),
         ],
     )
 
@@ -66,11 +78,18 @@ class RecoveryAddressForm(FlaskForm):
         validators=[
             DataRequired(_l("Enter an e-mail address.")),
             Length(max=254, message=_l("That is longer than any e-mail address.")),
+            Regexp(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", message=_l("This does not look like an e-mail address.")),
         ],
     )
+    replace = BooleanField(_l("Replace my current recovery addresses with this one"))
 
 
-class ConfirmForm(FlaskForm):
-    """A single confirmation box."""
+class RemoveRecoveryForm(FlaskForm):
+    """Remove one recovery address (chosen from the list, never typed)."""
 
-    confirm = BooleanField(_l("I understand"), validators=[DataRequired(_l("Tick the box to confirm."))])
+    index = IntegerField(validators=[InputRequired(), NumberRange(min=0, max=20)])
+    confirm = BooleanField(_l("I understand that I will not be able to reset my password myself"))
+
+
+class ButtonForm(FlaskForm):
+    """A form that is only a button (and its CSRF token)."""

@@ -434,11 +434,11 @@ class Slapd:
         self.modify("\n".join(lines) + "\n")
         return dn
 
-    def expire_password(self, dn: str, policy_dn: str) -> None:
-        """Put the account under a policy and date its last change far in the past."""
+    def expire_password(self, dn: str, policy_dn: str, changed: str = "20000101000000Z") -> None:
+        """Put the account under a policy and date its last change (far in the past by default)."""
         self.modify(
             f"dn: {dn}\nchangetype: modify\nreplace: pwdPolicySubentry\npwdPolicySubentry: {policy_dn}\n-\n"
-            "replace: pwdChangedTime\npwdChangedTime: 20000101000000Z\n",
+            f"replace: pwdChangedTime\npwdChangedTime: {changed}\n",
             relax=True,
         )
 

@@ -11,13 +11,23 @@ def test_home_page_in_polish_then_english(live_server, browser, screenshot):
     assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "pl"
     assert "Zapomniałem hasła" in browser.page_source
     screenshot(browser, "home-pl")
-    browser.find_element(By.LINK_TEXT, "English").click()
+    click_and_wait(browser, browser.find_element(By.LINK_TEXT, "English"))
     assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en"
     assert "I forgot my password" in browser.page_source
     screenshot(browser, "home-en")
     # The choice sticks on the next visit.
     browser.get(live_server.url + "/")
     assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en"
+
+
+def click_and_wait(browser, element, timeout=10):
+    """Click something that loads a new page, and wait until it has."""
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    old = browser.find_element(By.TAG_NAME, "html")
+    element.click()
+    WebDriverWait(browser, timeout).until(expected_conditions.staleness_of(old))
 
 
 def wait_for(browser, condition, timeout=10):
@@ -32,10 +42,10 @@ def test_forgot_password_from_request_to_success(live_server, browser, screensho
 
     person = make_person()
     browser.get(live_server.url + "/")
-    browser.find_element(By.LINK_TEXT, "Ustaw nowe hasło").click()
+    click_and_wait(browser, browser.find_element(By.LINK_TEXT, "Ustaw nowe hasło"))
     browser.find_element(By.ID, "identifier").send_keys(person.mail[0])
     screenshot(browser, "1-request")
-    browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    click_and_wait(browser, browser.find_element(By.CSS_SELECTOR, "form button[type=submit]"))
     assert "Sprawdź skrzynkę" in browser.page_source
     screenshot(browser, "2-requested")
 
@@ -57,7 +67,7 @@ def test_forgot_password_from_request_to_success(live_server, browser, screensho
     assert meter.get_attribute("data-score") in ("3", "4")
     browser.find_element(By.ID, "confirm").send_keys(NEW_PASSWORD)
     screenshot(browser, "4-strong-password-meter")
-    browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    click_and_wait(browser, browser.find_element(By.CSS_SELECTOR, "form button[type=submit]"))
     assert "Hasło zmienione" in browser.page_source
     screenshot(browser, "5-done")
     assert can_bind(slapd, person.dn, NEW_PASSWORD)
@@ -69,7 +79,7 @@ def test_show_password_toggle(live_server, browser, smtp, make_person):
     person = make_person()
     browser.get(live_server.url + "/reset")
     browser.find_element(By.ID, "identifier").send_keys(person.uid)
-    browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    click_and_wait(browser, browser.find_element(By.CSS_SELECTOR, "form button[type=submit]"))
     browser.get(mail_link(smtp.wait_for(1)[0]))
     field = browser.find_element(By.ID, "new_password")
     toggle = browser.find_element(By.CSS_SELECTOR, "button[data-show=new_password]")
@@ -79,3 +89,54 @@ def test_show_password_toggle(live_server, browser, smtp, make_person):
     assert toggle.get_attribute("aria-pressed") == "true"
     toggle.click()
     assert field.get_attribute("type") == "password"
+
+
+CAPS_EVENT = """
+arguments[0].dispatchEvent(new KeyboardEvent(arguments[1], {key: "A", bubbles: true, modifierCapsLock: arguments[2]}));
+"""
+
+
+def test_login_caps_lock_change_and_logout(live_server, browser, screenshot, smtp, slapd, make_person):
+    from tests.test_account import NEW
+    from tests.test_reset import can_bind
+
+    person = make_person()
+    browser.get(live_server.url + "/")
+    click_and_wait(browser, browser.find_element(By.LINK_TEXT, "Zaloguj się"))
+    browser.find_element(By.ID, "identifier").send_keys(person.mail[0])
+    field = browser.find_element(By.ID, "password")
+    warning = browser.find_element(By.ID, "password-caps")
+    field.send_keys("abc")  # real key events, Caps Lock off
+    assert not warning.is_displayed()
+    browser.execute_script(CAPS_EVENT, field, "keydown", True)
+    assert warning.is_displayed()
+    assert "Caps Lock" in warning.text
+    screenshot(browser, "1-caps-lock-on")
+    browser.execute_script(CAPS_EVENT, field, "keyup", False)
+    assert not warning.is_displayed()
+
+    field.clear()
+    field.send_keys("wrong-password")
+    click_and_wait(browser, browser.find_element(By.CSS_SELECTOR, "form.stacked button[type=submit]"))
+    assert "Niepoprawne dane logowania" in browser.page_source
+    screenshot(browser, "2-invalid")
+
+    browser.find_element(By.ID, "identifier").clear()
+    browser.find_element(By.ID, "identifier").send_keys(person.uid)
+    browser.find_element(By.ID, "password").send_keys(person.password)
+    click_and_wait(browser, browser.find_element(By.CSS_SELECTOR, "form.stacked button[type=submit]"))
+    assert browser.current_url == live_server.url + "/password"
+    browser.find_element(By.ID, "current_password").send_keys(person.password)
+    browser.find_element(By.ID, "new_password").send_keys(NEW)
+    browser.find_element(By.ID, "confirm").send_keys(NEW)
+    screenshot(browser, "3-change-form")
+    click_and_wait(browser, browser.find_element(By.CSS_SELECTOR, "form.stacked button[type=submit]"))
+    assert "Hasło zostało zmienione" in browser.page_source
+    screenshot(browser, "4-changed")
+    assert can_bind(slapd, person.dn, NEW)
+
+    click_and_wait(browser, browser.find_element(By.CSS_SELECTOR, "nav.account button[type=submit]"))
+    assert "Wylogowano." in browser.page_source
+    screenshot(browser, "5-logged-out")
+    browser.get(live_server.url + "/password")
+    assert "/login" in browser.current_url
