@@ -52,13 +52,14 @@ def _configure_templates(app):
 
     @app.context_processor
     def page_globals():
-        return {"current_locale": str(get_locale()), "endpoints": app.view_functions}
+        return {"current_locale": str(get_locale())}
 
 
 def _register_blueprints(app):
-    from pwdrst import account, api, main, reset
+    from pwdrst import account, api, helpdesk, main, reset
 
     app.register_blueprint(main.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(reset.bp)
     app.register_blueprint(account.bp)
+    app.register_blueprint(helpdesk.bp)

@@ -18,6 +18,7 @@ from pwdrst.directory import (
 )
 from pwdrst.extensions import client_address
 from pwdrst.forms import ButtonForm, ChangePasswordForm, LoginForm, RecoveryAddressForm, RemoveRecoveryForm
+from pwdrst.helpdesk import staff_roles
 from pwdrst.messages import refusal
 from pwdrst.policy import current_policy
 from pwdrst.reset import notify_password_changed, public_url
@@ -50,6 +51,7 @@ def login_required(view):
 def load_person():
     """Know who is logged in, and keep a must-change session on the change form."""
     g.login = session.get("login")
+    g.staff = session.get("staff", False)
     if g.login and session.get("must_change") and request.endpoint not in MUST_CHANGE_ALLOWED:
         return redirect(url_for("account.change_password"))
     return None
@@ -122,6 +124,7 @@ def login():
         state, result = attempt_login(form.identifier.data, form.password.data)
         if state == "ok":
             start_session(result.account)
+            session["staff"] = bool(staff_roles(result.account))
             if result.expires_in is not None:
                 days = max(1, result.expires_in // 86400)
                 flash(

@@ -1,17 +1,27 @@
 """Command-line tools for administrators: `flask --app pwdrst <command>`."""
 
+import csv
+import getpass
+import io
 import smtplib
+import sys
 
 import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from pwdrst.directory import DirectoryError, directory
+from pwdrst import audit
+from pwdrst.directory import AmbiguousAccount, DirectoryError, directory
+from pwdrst.display import mask_address
+from pwdrst.mail import mail_queue
+from pwdrst.reset import issue_link, send_link
 
 
 def init_app(app) -> None:
     """Register the commands."""
     app.cli.add_command(check_config)
+    app.cli.add_command(issue_link_command)
+    app.cli.add_command(bulk_issue)
 
 
 @click.command("check-config")
@@ -42,3 +52,111 @@ def explain_directory_error(exc: DirectoryError) -> str:
     if "no directory server answered" in text:
         return f"no server of LDAP_URL answers ({', '.join(current_app.config['LDAP_URL'])})"
     return text
+
+
+def cli_actor() -> str:
+    """Return the audit actor of a command: cli:<unix user>."""
+    try:
+        return "cli:" + getpass.getuser()
+    except (KeyError, OSError):
+        return "cli:unknown"
+
+
+def checked_max_age(max_age: int | None) -> int:
+    """Return the link lifetime, refusing one longer than CLI_LINK_MAX_AGE_CAP."""
+    cap = int(current_app.config["CLI_LINK_MAX_AGE_CAP"])
+    if max_age is None:
+        return int(current_app.config["CLI_LINK_MAX_AGE"])
+    if not 0 < max_age <= cap:
+        raise click.BadParameter(f"must be between 1 and {cap} seconds (CLI_LINK_MAX_AGE_CAP)", param_hint="--max-age")
+    return max_age
+
+
+def issue_for(identifier: str, send: bool, max_age: int, actor: str, dry_run: bool = False, allow_protected=False):
+    """Issue one person's link; return (outcome, detail, link or None). Audited."""
+    try:
+        account = directory.find_account(identifier)
+    except AmbiguousAccount as exc:
+        audit.log("cli_link", "ambiguous", account=None, actor=actor, accounts=list(exc.dns))
+        return "ambiguous", "several accounts: " + "; ".join(exc.dns), None
+    if account is None:
+        audit.log("cli_link", "unknown", account=None, actor=actor)
+        return "unknown", "no such account", None
+    if not allow_protected and directory.is_member(account, current_app.config["LDAP_PROTECTED_GROUP"]):
+        audit.log("cli_link", "protected", account=account.login, actor=actor)
+        return "protected", f"{account.login} is in the protected group", None
+    if send and not account.recovery_addresses:
+        audit.log("cli_link", "no_recovery_address", account=account.login, actor=actor)
+        return "no_recovery_address", f"{account.login} has no recovery address", None
+    if dry_run:
+        return "would_send" if send else "would_print", account.login, None
+    link = issue_link(account, "helpdesk", max_age)
+    if not send:
+        audit.log("cli_link", "printed", account=account.login, actor=actor, delivery="shown")
+        return "printed", account.login, link
+    send_link(account, account.recovery_addresses, link, max_age=max_age, issued_by="administrator")
+    audit.log("cli_link", "sent", account=account.login, actor=actor, delivery="recovery")
+    return "sent", ", ".join(mask_address(a) for a in account.recovery_addresses), None
+
+
+def deliver_queued_mail(count: int) -> None:
+    """Wait for queued mail before the command exits; fail loudly if any stays undelivered."""
+    queue = mail_queue()
+    if not queue.drain(timeout=max(30.0, count * 2.0)) or queue.failed:
+        raise click.ClickException("some mail could not be delivered: see the log for the recipients")
+
+
+@click.command("issue-link")
+@click.argument("identifier")
+@click.option("--send/--print", "send", default=True, help="Mail it to the recovery address (default) or print it.")
+@click.option("--max-age", type=int, help="Seconds the link lives (default CLI_LINK_MAX_AGE).")
+@click.option("--allow-protected", is_flag=True, help="Also for members of LDAP_PROTECTED_GROUP.")
+@with_appcontext
+def issue_link_command(identifier, send, max_age, allow_protected):
+    """Issue a reset link for one person, by login or any address."""
+    max_age = checked_max_age(max_age)
+    outcome, detail, link = issue_for(identifier, send, max_age, cli_actor(), allow_protected=allow_protected)
+    if outcome == "printed":
+        click.echo(link)
+        return
+    if outcome != "sent":
+        raise click.ClickException(f"{outcome}: {detail}")
+    deliver_queued_mail(1)
+    click.echo(f"sent to {detail}")
+
+
+@click.command("bulk-issue")
+@click.argument("csv_file", type=click.File("r", encoding="utf-8-sig"))
+@click.option("--dry-run", is_flag=True, help="Check every row; issue and send nothing.")
+@click.option("--report", type=click.File("w", encoding="utf-8"), help="Write the CSV report here (default: stdout).")
+@click.option("--max-age", type=int, help="Seconds the links live (default CLI_LINK_MAX_AGE).")
+@with_appcontext
+def bulk_issue(csv_file, dry_run, report, max_age):
+    """Mail a reset link to each person of a CSV file (one identifier per row, first column)."""
+    max_age = checked_max_age(max_age)
+    actor = cli_actor()
+    rows = [row[0].strip() for row in csv.reader(csv_file) if row and row[0].strip()]
+    if rows and rows[0].lower() == "identifier":
+        rows = rows[1:]
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["identifier", "outcome", "detail"])
+    seen: set[str] = set()
+    counts: dict[str, int] = {}
+    with click.progressbar(rows, label="Issuing links", file=sys.stderr) as bar:
+        for identifier in bar:
+            if identifier.lower() in seen:
+                outcome, detail = "duplicate", "already in this file"
+            else:
+                seen.add(identifier.lower())
+                try:
+                    outcome, detail, _ = issue_for(identifier, True, max_age, actor, dry_run=dry_run)
+                except DirectoryError as exc:
+                    outcome, detail = "error", explain_directory_error(exc)
+            counts[outcome] = counts.get(outcome, 0) + 1
+            writer.writerow([identifier, outcome, detail])
+    if counts.get("sent"):
+        deliver_queued_mail(counts["sent"])
+    (report or sys.stdout).write(out.getvalue())
+    summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items())) or "no rows"
+    click.echo(f"bulk-issue: {summary}", err=True)

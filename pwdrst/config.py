@@ -141,6 +141,10 @@ def validate(config) -> None:
         raise ConfigError("MAIL_PORT must be a port number")
     if "@" not in str(config["SUPPORT_EMAIL"]):
         raise ConfigError("SUPPORT_EMAIL must be an e-mail address")
+    if not 0 < float(config["HELPDESK_LINK_MAX_AGE"]) <= 86400:
+        raise ConfigError("HELPDESK_LINK_MAX_AGE must be between 1 second and 24 hours (86400)")
+    if not 0 < float(config["CLI_LINK_MAX_AGE"]) <= float(config["CLI_LINK_MAX_AGE_CAP"]):
+        raise ConfigError("CLI_LINK_MAX_AGE must be positive and at most CLI_LINK_MAX_AGE_CAP")
     for key in ("POLICY_MIN_LENGTH", "POLICY_MAX_LENGTH", "POLICY_MIN_SCORE"):
         if not isinstance(config[key], int) or isinstance(config[key], bool):
             raise ConfigError(f"{key} must be a whole number")

@@ -137,6 +137,14 @@ RESET_LINK_MAX_AGE = 3600
 # Whether a reset by link clears a lock the password policy set after failed logins.
 RESET_UNLOCKS_ACCOUNT = True
 
+# Seconds a link issued by the helpdesk is valid (at most 24 hours).
+HELPDESK_LINK_MAX_AGE = 4 * 3600
+
+# Seconds a link from `flask issue-link` or `bulk-issue` is valid unless --max-age says otherwise,
+# and the longest --max-age an administrator may choose.
+CLI_LINK_MAX_AGE = 24 * 3600
+CLI_LINK_MAX_AGE_CAP = 14 * 24 * 3600
+
 # Seconds a recovery-address confirmation link is valid.
 RECOVERY_LINK_MAX_AGE = 86400
 
@@ -187,6 +195,9 @@ RATELIMIT_LOGIN_ADDRESS = "30 per 15 minutes"
 
 # Recovery-address confirmation mails per account.
 RATELIMIT_RECOVERY_MAIL = "5 per hour"
+
+# Links a helpdesk member may issue.
+RATELIMIT_HELPDESK_ISSUE = "30 per hour"
 
 # Strength checks (the meter) per client address.
 RATELIMIT_STRENGTH = "120 per minute"

@@ -509,10 +509,51 @@ class Directory:
             return None
         return self._account(entries[0])
 
+    def search_accounts(self, query: str, limit: int = 50) -> tuple[list[Account], bool]:
+        """Find accounts by login or address prefix, or any part of the display name.
+
+        Return at most limit accounts (sorted by login) and whether there were more.
+        """
+        query = (query or "").strip()
+        if len(query) < 2 or len(query) > MAX_IDENTIFIER_LENGTH or not query.isprintable():
+            return [], False
+        value = escape_filter_chars(query)
+        clauses = [f"({attr}={value}*)" for attr in self.login_attributes]
+        clauses += [f"({attr}=*{value}*)" for attr in dict.fromkeys(self.display_name_attributes)]
+        entries = self._search(
+            self.base_dn, f"(&{self.user_filter}(|{''.join(clauses)}))", self._account_attributes, size_limit=limit + 1
+        )
+        accounts = sorted((self._account(e) for e in entries), key=lambda a: a.login)
+        return accounts[:limit], len(accounts) > limit
+
+    def shared_addresses(self, accounts) -> dict[str, list[str]]:
+        """Return, for each address of these accounts that another account also has, the logins holding it.
+
+        One search for all of them: the seed's 3.2 and 3.4 situations, shown to the helpdesk.
+        """
+        addresses = {a.lower() for account in accounts for a in account.addresses}
+        if not addresses:
+            return {}
+        clauses = "".join(
+            f"({attr}={escape_filter_chars(a)})" for a in sorted(addresses) for attr in self.address_attributes
+        )
+        entries = self._search(self.base_dn, f"(&{self.user_filter}(|{clauses}))", self._account_attributes)
+        holders: dict[str, set[str]] = {}
+        for entry in entries:
+            other = self._account(entry)
+            for address in other.addresses:
+                if address.lower() in addresses:
+                    holders.setdefault(address.lower(), set()).add(other.login)
+        return {address: sorted(logins) for address, logins in holders.items() if len(logins) > 1}
+
     def reload(self, account: Account) -> Account | None:
         """Read the account again (its state may have changed)."""
         entries = self._search(account.dn, f"{self.user_filter}", self._account_attributes, scope=ldap3.BASE)
         return self._account(entries[0]) if entries else None
+
+    def groups_of(self, account: Account, group_dns) -> set[str]:
+        """Return which of the given groups the account is a member of."""
+        return {dn for dn in group_dns if dn and self.is_member(account, dn)}
 
     def is_member(self, account: Account, group_dn: str | None) -> bool:
         """Return whether the account is a member of the group."""

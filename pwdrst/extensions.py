@@ -1,6 +1,6 @@
 """The Flask extensions, created here and bound to the app by the factory."""
 
-from flask import current_app, request
+from flask import current_app, has_request_context, request
 from flask_babel import Babel
 from flask_limiter import Limiter
 from flask_wtf.csrf import CSRFProtect
@@ -16,6 +16,8 @@ def client_address() -> str:
 def select_locale() -> str:
     """Pick the language: the switch's cookie, else the browser's Accept-Language, else the default."""
     languages = current_app.config["LANGUAGES"]
+    if not has_request_context():  # the command line
+        return languages[0]
     chosen = request.cookies.get(LANGUAGE_COOKIE)
     if chosen in languages:
         return chosen

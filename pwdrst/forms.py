@@ -2,8 +2,17 @@
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, EmailField, IntegerField, PasswordField, StringField
-from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, NumberRange, Regexp, ValidationError
+from wtforms import BooleanField, EmailField, IntegerField, PasswordField, RadioField, SelectChoice, StringField
+from wtforms.validators import (
+    DataRequired,
+    EqualTo,
+    InputRequired,
+    Length,
+    NumberRange,
+    Optional,
+    Regexp,
+    ValidationError,
+)
 
 from pwdrst.policy import check_password
 
@@ -89,6 +98,50 @@ class RemoveRecoveryForm(FlaskForm):
 
     index = IntegerField(validators=[InputRequired(), NumberRange(min=0, max=20)])
     confirm = BooleanField(_l("I understand that I will not be able to reset my password myself"))
+
+
+class SearchForm(FlaskForm):
+    """The helpdesk's one search field."""
+
+    q = StringField(
+        _l("Login, address or name"),
+        validators=[
+            DataRequired(_l("Type what to search for.")),
+            Length(min=2, max=IDENTIFIER_MAX, message=_l("Type between 2 and 256 characters.")),
+        ],
+    )
+
+
+class IssueLinkForm(FlaskForm):
+    """How the helpdesk delivers a reset link."""
+
+    delivery = RadioField(
+        _l("Deliver the link"),
+        choices=[
+            SelectChoice("recovery", _l("Send it to the recovery address")),
+            SelectChoice("address", _l("Send it to an address I checked")),
+            SelectChoice("shown", _l("Show it once on this screen")),
+        ],
+        default="recovery",
+        validators=[InputRequired(_l("Choose how to deliver the link."))],
+    )
+    address = EmailField(
+        _l("Address (after checking the person's identity in person)"),
+        validators=[
+            Optional(),
+            Length(max=254, message=_l("That is longer than any e-mail address.")),
+            Regexp(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", message=_l("This does not look like an e-mail address.")),
+        ],
+    )
+    identity_checked = BooleanField(_l("I have checked the person's identity (an ID document, in person)"))
+
+    def validate_address(self, field):
+        if self.delivery.data == "address" and not field.data:
+            raise ValidationError(_l("Type the address to send the link to."))
+
+    def validate_identity_checked(self, field):
+        if self.delivery.data in ("address", "shown") and not field.data:
+            raise ValidationError(_l("Confirm that you have checked the person's identity."))
 
 
 class ButtonForm(FlaskForm):

@@ -16,8 +16,12 @@ from pwdrst.tokens import TokenError, TokenExpired, TokenInvalid, TokenUsed, mak
 
 bp = Blueprint("reset", __name__)
 
-# Link purposes the reset page accepts, with the setting that caps each one's lifetime.
-LINK_PURPOSES = (("reset", "RESET_LINK_MAX_AGE"),)
+# Link purposes the reset page accepts, with the longest lifetime each may have. Helpdesk and
+# command-line links carry their own, shorter lifetime inside the signed token.
+LINK_PURPOSES = (
+    ("reset", lambda config: int(config["RESET_LINK_MAX_AGE"])),
+    ("helpdesk", lambda config: max(86400, int(config["CLI_LINK_MAX_AGE_CAP"]))),
+)
 
 
 def public_url(path: str) -> str:
@@ -28,6 +32,32 @@ def public_url(path: str) -> str:
 def reset_link(token: str) -> str:
     """Return the link a person follows to set a new password."""
     return public_url("/reset/" + token)
+
+
+def issue_link(account, purpose: str = "reset", max_age: int | None = None) -> str:
+    """Return a new reset link for the account's current password state.
+
+    Self-service links live RESET_LINK_MAX_AGE; helpdesk and command-line links carry their own
+    lifetime in the signed token.
+    """
+    return reset_link(make_token(purpose, account.login, account.fingerprint, max_age))
+
+
+def send_link(account, recipients, link: str, max_age: int | None = None, issued_by: str | None = None) -> None:
+    """Queue the reset mail with a link to the given addresses."""
+    seconds = max_age or int(current_app.config["RESET_LINK_MAX_AGE"])
+    mail.send(
+        "reset",
+        recipients,
+        _l("Set a new password"),
+        "reset",
+        link=link,
+        login=account.login,
+        display_name=account.display_name,
+        minutes=seconds // 60,
+        hours=seconds // 3600,
+        issued_by=issued_by,
+    )
 
 
 def send_reset_link(identifier: str) -> str:
@@ -57,18 +87,7 @@ def send_reset_link(identifier: str) -> str:
     ):
         outcome = "limited"
     else:
-        max_age = int(config["RESET_LINK_MAX_AGE"])
-        token = make_token("reset", account.login, account.fingerprint)
-        mail.send(
-            "reset",
-            account.recovery_addresses,
-            _l("Set a new password"),
-            "reset",
-            link=reset_link(token),
-            login=account.login,
-            display_name=account.display_name,
-            minutes=max_age // 60,
-        )
+        send_link(account, account.recovery_addresses, issue_link(account))
         outcome = "sent"
     audit.log("reset_requested", outcome, account=account.login if account else None)
     return outcome
@@ -77,9 +96,9 @@ def send_reset_link(identifier: str) -> str:
 def verify_link(token: str):
     """Return (token, account) for a usable reset link; raise TokenError saying why not."""
     expired = False
-    for purpose, cap_key in LINK_PURPOSES:
+    for purpose, cap in LINK_PURPOSES:
         try:
-            held = read_token(purpose, token, int(current_app.config[cap_key]))
+            held = read_token(purpose, token, cap(current_app.config))
         except TokenExpired:
             expired = True
             continue

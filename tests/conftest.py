@@ -1,6 +1,7 @@
 """Fixtures: a real slapd and a real SMTP server for the session, and the app wired to them."""
 
 import itertools
+import json
 import os
 import re
 import tempfile
@@ -233,6 +234,12 @@ def mail_link(message) -> str:
     match = LINK_RE.search(mail_text(message))
     assert match, "the mail has no link"
     return match.group(0)
+
+
+def audit_events(caplog, event: str) -> list[dict]:
+    """Return the audit lines of one event that a test's log capture saw."""
+    records = (r for r in caplog.records if r.name == "pwdrst.audit")
+    return [line for line in (json.loads(r.getMessage()) for r in records) if line["event"] == event]
 
 
 def link_path(link: str, public_url: str = "https://pwdrst.uni.example/pwdrst") -> str:

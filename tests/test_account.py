@@ -1,13 +1,12 @@
 """Log in, change the password, keep a recovery address: against the real slapd and SMTP server."""
 
-import json
 import time
 
 import ldap3
 import pytest
 
 from pwdrst import create_app, sandbox
-from tests.conftest import base_config, link_path, mail_link, mail_text, submit
+from tests.conftest import audit_events, base_config, link_path, mail_link, mail_text, submit
 from tests.test_reset import can_bind
 
 NEW = "Gorski-potok-i-stary-mlyn-12"
@@ -27,12 +26,6 @@ def failure_count(slapd, dn) -> int:
     count = len(conn.entries[0].pwdFailureTime.values) if conn.entries else 0
     conn.unbind()
     return count
-
-
-def audit_events(caplog, event):
-    return [
-        json.loads(r.message) for r in caplog.records if r.name == "pwdrst.audit" and f'"event": "{event}"' in r.message
-    ]
 
 
 # -- logging in

@@ -140,3 +140,49 @@ def test_login_caps_lock_change_and_logout(live_server, browser, screenshot, smt
     screenshot(browser, "5-logged-out")
     browser.get(live_server.url + "/password")
     assert "/login" in browser.current_url
+
+
+def test_helpdesk_issues_a_shown_once_link_used_in_another_browser(
+    live_server, browser, screenshot, slapd, make_person
+):
+    from pwdrst import sandbox
+    from tests.conftest import make_browser
+    from tests.test_reset import NEW_PASSWORD, can_bind
+
+    staff = sandbox.SAMPLE_PEOPLE[3]
+    person = make_person(given="Zofia", surname="Przykładna")
+    browser.get(live_server.url + "/login")
+    browser.find_element(By.ID, "identifier").send_keys(staff.uid)
+    browser.find_element(By.ID, "password").send_keys(staff.password)
+    click_and_wait(browser, browser.find_element(By.CSS_SELECTOR, "form.stacked button[type=submit]"))
+    click_and_wait(browser, browser.find_element(By.LINK_TEXT, "Pomoc IT"))
+    browser.find_element(By.ID, "q").send_keys("Przykładna")
+    click_and_wait(browser, browser.find_element(By.CSS_SELECTOR, "form[role=search] button[type=submit]"))
+    screenshot(browser, "1-search")
+    click_and_wait(browser, browser.find_element(By.LINK_TEXT, person.uid))
+    browser.find_element(By.CSS_SELECTOR, "input[name=delivery][value=shown]").click()
+    browser.find_element(By.ID, "identity_checked").click()
+    screenshot(browser, "2-account")
+    click_and_wait(browser, browser.find_element(By.CSS_SELECTOR, "form.stacked button[type=submit]"))
+    link = browser.find_element(By.ID, "shown-link").text
+    assert link.startswith(live_server.url + "/reset/")
+    qr = browser.find_element(By.CSS_SELECTOR, "img[alt]")
+    assert qr.get_attribute("src").startswith("data:image/svg+xml")
+    assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", qr) > 0
+    screenshot(browser, "3-shown-once")
+    browser.refresh()
+    assert "/reset/" not in browser.find_element(By.TAG_NAME, "main").text
+    screenshot(browser, "4-reloaded")
+
+    other = make_browser()
+    try:
+        other.get(link)
+        assert other.current_url == live_server.url + "/reset/new"
+        other.find_element(By.ID, "new_password").send_keys(NEW_PASSWORD)
+        other.find_element(By.ID, "confirm").send_keys(NEW_PASSWORD)
+        click_and_wait(other, other.find_element(By.CSS_SELECTOR, "form button[type=submit]"))
+        assert "Hasło zmienione" in other.page_source
+        screenshot(other, "5-reset-in-second-browser")
+    finally:
+        other.quit()
+    assert can_bind(slapd, person.dn, NEW_PASSWORD)

@@ -1,6 +1,5 @@
 """Forgot password, end to end against the real slapd and SMTP server."""
 
-import json
 import re
 import time
 
@@ -10,7 +9,7 @@ from itsdangerous.timed import TimestampSigner
 
 from pwdrst import create_app
 from pwdrst.tokens import make_token
-from tests.conftest import base_config, csrf_token, link_path, mail_link, mail_text, submit
+from tests.conftest import audit_events, base_config, csrf_token, link_path, mail_link, mail_text, submit
 
 NEW_PASSWORD = "Nowe-haslo-z-lasu-nad-rzeka-44"
 
@@ -38,12 +37,6 @@ def open_and_set(client, link, password=NEW_PASSWORD, confirm=None):
 
 def without_csrf(html: str) -> str:
     return re.sub(r'(name="csrf[-_]token"[^>]*(?:value|content)=")[^"]+', r"\1", html)
-
-
-def audit_events(caplog, event):
-    return [
-        json.loads(r.message) for r in caplog.records if r.name == "pwdrst.audit" and f'"event": "{event}"' in r.message
-    ]
 
 
 # -- the whole flow

@@ -1,0 +1,233 @@
+"""The helpdesk: who may use it, search, account page, and the three ways to issue a link."""
+
+import pytest
+
+from pwdrst import sandbox
+from tests.conftest import audit_events, link_path, mail_link, mail_text, submit
+from tests.test_account import login
+from tests.test_reset import NEW_PASSWORD, can_bind, open_and_set
+
+STAFF = sandbox.SAMPLE_PEOPLE[3]  # mzielinska, helpdesk group
+ADMIN = sandbox.SAMPLE_PEOPLE[4]  # kwojcik, admin and protected groups
+
+
+@pytest.fixture
+def staff(client):
+    assert login(client, STAFF.uid, STAFF.password).status_code == 303
+    return client
+
+
+@pytest.fixture
+def admin(app):
+    client = app.test_client()
+    assert login(client, ADMIN.uid, ADMIN.password).status_code == 303
+    return client
+
+
+def issue(client, login_, **data):
+    return submit(client, f"/helpdesk/account/{login_}/link", data, form_url=f"/helpdesk/account/{login_}")
+
+
+# -- who
+
+
+def test_staff_see_the_helpdesk_entry(staff):
+    page = staff.get("/password").get_data(as_text=True)
+    assert 'href="/helpdesk/"' in page
+
+
+def test_non_member_gets_403_at_the_helpdesk_and_every_post(client, make_person, caplog):
+    person = make_person()
+    login(client, person.uid, person.password)
+    assert 'href="/helpdesk/"' not in client.get("/password").get_data(as_text=True)
+    page = client.get("/helpdesk/")
+    assert page.status_code == 403
+    assert "Brak dostępu" in page.get_data(as_text=True)
+    assert client.get("/helpdesk/account/jkowalski").status_code == 403
+    token_page = client.get("/password").get_data(as_text=True)
+    from tests.conftest import csrf_token
+
+    token = csrf_token(token_page)
+    posted = client.post("/helpdesk/account/jkowalski/link", data={"csrf_token": token, "delivery": "recovery"})
+    assert posted.status_code == 403
+    assert [e["outcome"] for e in audit_events(caplog, "helpdesk_refused")] == ["not_staff"] * 3
+
+
+def test_anonymous_visitor_is_sent_to_login_and_posts_are_refused(client):
+    response = client.get("/helpdesk/")
+    assert response.status_code == 302 and response.headers["Location"].startswith("/login")
+    assert client.post("/helpdesk/account/jkowalski/link").status_code in (400, 403)
+
+
+def test_admin_group_members_have_helpdesk_rights(admin):
+    assert admin.get("/helpdesk/").status_code == 200
+
+
+# -- search and account page
+
+
+def test_staff_find_a_person_by_an_alias_and_by_part_of_the_name(staff, make_person):
+    person = make_person(given="Grzegorz", surname="Brzęczyszczykiewicz")
+    by_alias = staff.get("/helpdesk/", query_string={"q": person.mail[2]}).get_data(as_text=True)
+    assert f'href="/helpdesk/account/{person.uid}"' in by_alias
+    by_name = staff.get("/helpdesk/", query_string={"q": "zęczyszczyk"}).get_data(as_text=True)
+    assert f'href="/helpdesk/account/{person.uid}"' in by_name
+    assert "Znaleziono 1 konto" in by_name
+
+
+def test_search_is_audited_with_actor_and_query(staff, caplog):
+    staff.get("/helpdesk/", query_string={"q": "kowal"})
+    [event] = audit_events(caplog, "helpdesk_search")
+    assert event["actor"] == STAFF.uid and event["query"] == "kowal"
+
+
+@pytest.mark.parametrize("query", ["*", "*)(uid=*", ")(|(objectClass=*", "\\", "a\x00b", "(", "**", "x" * 300])
+def test_search_with_filter_characters_finds_nothing_it_should_not(staff, query):
+    response = staff.get("/helpdesk/", query_string={"q": query})
+    assert response.status_code in (200, 400)
+    assert "/helpdesk/account/" not in response.get_data(as_text=True)
+
+
+def test_search_shows_at_most_50_with_a_note(staff, slapd):
+    for n in range(52):
+        slapd.add_person(
+            sandbox.Person(f"masowy{n:02d}", "Masowy", f"Student{n:02d}", "x-" * 10, (f"masowy{n:02d}@uni.example",))
+        )
+    page = staff.get("/helpdesk/", query_string={"q": "masowy"}).get_data(as_text=True)
+    assert page.count('href="/helpdesk/account/masowy') == 50
+    assert "Pasuje więcej niż 50 kont" in page
+
+
+def test_shared_address_is_flagged(staff):
+    page = staff.get("/helpdesk/", query_string={"q": "t.lewandowski@"}).get_data(as_text=True)
+    assert "(wspólny)" in page
+    account = staff.get("/helpdesk/account/tlewandowski").get_data(as_text=True)
+    assert "należy do więcej niż jednego konta: tlewandowski, tlewandowski2" in account
+
+
+def test_account_page_shows_locked_and_expired_states(staff, slapd, make_person, caplog):
+    locked, expired, fine = make_person(), make_person(), make_person(recovery=False)
+    for _ in range(sandbox.POLICY_MAX_FAILURE):
+        can_bind(slapd, locked.dn, "wrong-password")
+    policy = slapd.add_policy("helpdesk-expired", pwdMaxAge=60, pwdGraceAuthNLimit=0)
+    slapd.expire_password(expired.dn, policy)
+
+    def rows(person):
+        page = staff.get(f"/helpdesk/account/{person.uid}").get_data(as_text=True)
+        return {
+            "locked": '<th scope="row">Zablokowane</th><td><strong>tak</strong>' in page,
+            "expired": '<th scope="row">Hasło wygasło</th><td><strong>tak</strong>' in page,
+            "recovery": "***@private.example" in page,
+            "addresses": all(a in page for a in person.mail),
+        }
+
+    assert rows(locked) == {"locked": True, "expired": False, "recovery": True, "addresses": True}
+    assert rows(expired) == {"locked": False, "expired": True, "recovery": True, "addresses": True}
+    assert rows(fine) == {"locked": False, "expired": False, "recovery": False, "addresses": True}
+    assert {e["account"] for e in audit_events(caplog, "helpdesk_viewed")} == {locked.uid, expired.uid, fine.uid}
+
+
+def test_unknown_account_page_is_a_404(staff):
+    assert staff.get("/helpdesk/account/nobody-here").status_code == 404
+    assert staff.get("/helpdesk/account/*").status_code == 404
+
+
+# -- issuing links
+
+
+def test_link_to_the_recovery_address_works_through_the_reset_flow(staff, app, smtp, slapd, make_person, caplog):
+    person = make_person()
+    response = issue(staff, person.uid, delivery="recovery")
+    assert response.status_code == 303
+    [message] = smtp.wait_for(1)
+    assert message["X-Envelope-To"] == person.recovery[0]
+    assert "Pomoc IT wystawiła link" in mail_text(message)
+    assert "w ciągu 4 godzin" in mail_text(message)
+    stranger = app.test_client()
+    assert open_and_set(stranger, mail_link(message)).status_code == 303
+    assert can_bind(slapd, person.dn, NEW_PASSWORD)
+    [event] = audit_events(caplog, "helpdesk_link")
+    assert (event["actor"], event["account"], event["delivery"]) == (STAFF.uid, person.uid, "recovery")
+
+
+def test_link_to_a_typed_address_needs_the_identity_check(staff, app, smtp, slapd, make_person):
+    person = make_person(recovery=False)
+    refused = issue(staff, person.uid, delivery="address", address="przy.okienku@mail.example")
+    assert refused.status_code == 303
+    assert "Potwierdź, że sprawdzono tożsamość" in staff.get(refused.headers["Location"]).get_data(as_text=True)
+    issue(staff, person.uid, delivery="address", address="przy.okienku@mail.example", identity_checked="y")
+    [message] = smtp.wait_for(1, to="przy.okienku@mail.example")
+    assert open_and_set(app.test_client(), mail_link(message)).status_code == 303
+    assert can_bind(slapd, person.dn, NEW_PASSWORD)
+
+
+def test_recovery_delivery_without_a_recovery_address_says_so(staff, smtp, make_person):
+    person = make_person(recovery=False)
+    response = issue(staff, person.uid, delivery="recovery")
+    assert "To konto nie ma adresu awaryjnego" in staff.get(response.headers["Location"]).get_data(as_text=True)
+
+
+def test_shown_once_link_is_not_shown_again_on_reload(staff, app, slapd, make_person):
+    person = make_person()
+    response = issue(staff, person.uid, delivery="shown", identity_checked="y")
+    page = staff.get(response.headers["Location"])
+    html = page.get_data(as_text=True)
+    assert page.headers["Cache-Control"] == "no-store"
+    assert 'src="data:image/svg+xml' in html
+    link = next(part for part in html.split() if "https://pwdrst.uni.example/pwdrst/reset/" in part)
+    link = link[link.index("https://") :].split("<")[0]
+    reload = staff.get(response.headers["Location"])
+    assert reload.status_code == 410
+    assert "/reset/" not in reload.get_data(as_text=True)
+    assert open_and_set(app.test_client(), link).status_code == 303
+    assert can_bind(slapd, person.dn, NEW_PASSWORD)
+
+
+def test_helpdesk_links_die_at_the_first_password_change(staff, app, smtp, make_person):
+    person = make_person()
+    issue(staff, person.uid, delivery="recovery")
+    link = mail_link(smtp.wait_for(1)[0])
+    with app.app_context():
+        directory = app.extensions["pwdrst.directory"]
+        directory.reset_password(directory.find_account(person.uid), "Zmienione-inaczej-w-miedzyczasie-1")
+    assert app.test_client().get(link_path(link)).status_code == 410
+
+
+def test_helpdesk_member_cannot_issue_for_a_protected_account(staff, smtp, caplog):
+    page = staff.get(f"/helpdesk/account/{ADMIN.uid}").get_data(as_text=True)
+    assert "To konto jest chronione" in page
+    assert issue(staff, ADMIN.uid, delivery="recovery").status_code == 403
+    assert audit_events(caplog, "helpdesk_link")[-1]["reason"] == "protected"
+    assert smtp.messages == []
+
+
+def test_admin_group_member_can_issue_for_a_protected_account(admin, smtp):
+    assert issue(admin, ADMIN.uid, delivery="recovery").status_code == 303
+    assert smtp.wait_for(1)[0]["X-Envelope-To"] == ADMIN.recovery[0]
+
+
+@pytest.mark.parametrize("config_overrides", [{"RATELIMIT_HELPDESK_ISSUE": "2 per hour"}])
+def test_issuing_is_rate_limited_per_staff_member(staff, make_person, config_overrides):
+    person = make_person()
+    statuses = [issue(staff, person.uid, delivery="recovery").status_code for _ in range(3)]
+    assert statuses == [303, 303, 429]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [{"delivery": "nonsense"}, {"delivery": "address", "address": "not-an-address", "identity_checked": "y"}, {}],
+)
+def test_bad_issue_forms_send_nothing(staff, smtp, make_person, data):
+    person = make_person()
+    import time
+
+    response = issue(staff, person.uid, **data)
+    assert response.status_code == 303
+    assert 'class="notice error"' in staff.get(response.headers["Location"]).get_data(as_text=True)
+    time.sleep(0.2)
+    assert smtp.messages == []
+
+
+def test_issue_without_csrf_is_refused(staff, make_person):
+    person = make_person()
+    assert staff.post(f"/helpdesk/account/{person.uid}/link", data={"delivery": "recovery"}).status_code == 400
