@@ -11,8 +11,11 @@ from pwdrst.directory import is_valid_dn, parse_servers
 
 PREFIX = "PWDRST_"
 
+# PWDRST_* variables that belong to the tools around the app (gunicorn.conf.py, the demo, the tests).
+TOOL_PREFIXES = ("PWDRST_CONFIG", "PWDRST_GUNICORN_", "PWDRST_DEMO_", "PWDRST_TEST_", "PWDRST_BENCH_")
+
 # Keys whose default is None but whose value is a list or a number.
-_TYPES = {"LDAP_URL": list, "LDAP_TIMEOUT": float, "MAIL_TIMEOUT": float}
+_TYPES = {"LDAP_URL": list, "LDAP_TIMEOUT": float, "MAIL_TIMEOUT": float, "TRUSTED_HOSTS": list}
 
 REQUIRED = (
     "SECRET_KEY",
@@ -76,7 +79,7 @@ def from_environment(environ, known) -> dict:
     """Return the settings given as PWDRST_* variables; an unknown name is an error (a typo)."""
     values = {}
     for name, raw in environ.items():
-        if not name.startswith(PREFIX) or name == PREFIX + "CONFIG":
+        if not name.startswith(PREFIX) or name.startswith(TOOL_PREFIXES):
             continue
         key = name[len(PREFIX) :]
         if key not in known:
@@ -177,3 +180,8 @@ def derive(config) -> None:
     config["BABEL_DEFAULT_TIMEZONE"] = config["TIMEZONE"]
     config["WTF_CSRF_TIME_LIMIT"] = None  # the token lives as long as the session
     config["MAIL_SUPPRESS_SEND"] = False
+    if not config["TRUSTED_HOSTS"]:
+        config["TRUSTED_HOSTS"] = [urlsplit(config["PUBLIC_URL"]).hostname]
+    # When shared storage (Redis) fails, keep serving with per-process limits, and say so in the log.
+    config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
+    config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)

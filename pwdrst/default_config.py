@@ -43,6 +43,9 @@ MAX_CONTENT_LENGTH = 256 * 1024
 # Number of reverse proxies in front of the app whose X-Forwarded-* headers are trusted.
 PROXY_COUNT = 0
 
+# Host names requests may carry; None means just PUBLIC_URL's host (any other Host is a 400).
+TRUSTED_HOSTS = None
+
 # Where audit events go as JSON lines: a file path, or "-" for standard error.
 AUDIT_LOG = "-"
 

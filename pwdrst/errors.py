@@ -2,10 +2,10 @@
 
 import logging
 
-from flask import jsonify, render_template, request
+from flask import Response, jsonify, render_template, request
 from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.exceptions import HTTPException, InternalServerError, SecurityError
 
 from pwdrst.directory import DirectoryUnavailable
 
@@ -51,6 +51,11 @@ def init_app(app) -> None:
         return render_error(
             400, _l("The form has expired or was not sent from this site. Reload the page and try again.")
         )
+
+    @app.errorhandler(SecurityError)
+    def untrusted_host(error):
+        # Not a page: building one needs the very Host header that was refused.
+        return Response("400: nieznany host / unknown host\n", 400, mimetype="text/plain")
 
     @app.errorhandler(DirectoryUnavailable)
     def directory_unavailable(error):

@@ -10,6 +10,7 @@ import base64
 import email
 import email.policy
 import hashlib
+import logging
 import os
 import shutil
 import signal
@@ -468,6 +469,10 @@ class SmtpSink:
         """Start accepting mail."""
         from aiosmtpd.controller import Controller
 
+        # aiosmtpd logs every line of DATA at DEBUG under "mail.log". That is the receiving mail
+        # server's log, not pwdrst's; in the tests it shares our process and would be captured with
+        # the app's own logs, so keep it to INFO.
+        logging.getLogger("mail.log").setLevel(logging.INFO)
         self._controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port)
         self._controller.start()
         return self

@@ -4,6 +4,7 @@ import itertools
 import json
 import os
 import re
+import sys
 import tempfile
 import threading
 
@@ -13,6 +14,7 @@ from pwdrst import create_app, sandbox
 from pwdrst.sandbox import Person, Slapd, SmtpSink
 
 _serial = itertools.count(1)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="session")
@@ -65,6 +67,8 @@ def base_config(slapd, smtp_server, **overrides):
         "MAIL_DEFAULT_SENDER": "Hasła <hasla@uni.example>",
         "MAIL_RETRY_DELAYS": [0.2, 0.5, 1, 1, 2, 2, 4],
         "AUDIT_LOG": "-",
+        # The test client speaks as "localhost"; the live server as 127.0.0.1 (its PUBLIC_URL).
+        "TRUSTED_HOSTS": ["pwdrst.uni.example", "localhost", "127.0.0.1"],
     }
     config.update(overrides)
     return config
@@ -130,7 +134,7 @@ def csrf_token(html: str) -> str:
 # -- a live server and a real browser
 
 
-SCREENSHOTS = os.environ.get("PWDRST_SCREENSHOTS") or os.path.join(
+SCREENSHOTS = os.environ.get("PWDRST_TEST_SCREENSHOTS") or os.path.join(
     os.path.dirname(__file__), "..", "test-artifacts", "screenshots"
 )
 
@@ -209,6 +213,10 @@ def screenshot(request):
 
 
 def pytest_terminal_summary(terminalreporter):
+    hostile = sys.modules.get("tests.test_hostile")
+    if hostile is not None and hostile.CASES:
+        cases = ", ".join(f"{name} {count}" for name, count in sorted(hostile.CASES.items()))
+        terminalreporter.write_line(f"hostile input: {sum(hostile.CASES.values())} cases ({cases})")
     if os.path.isdir(SCREENSHOTS) and os.listdir(SCREENSHOTS):
         terminalreporter.write_line(f"browser screenshots: {os.path.abspath(SCREENSHOTS)}")
 

@@ -347,9 +347,17 @@ def test_request_page_answers_while_smtp_is_down_and_mail_arrives_later(client, 
     assert message["X-Envelope-To"] == person.recovery[0]
 
 
-def test_a_forged_host_header_does_not_change_the_link(client, smtp, make_person):
+def test_a_forged_host_header_is_refused(client, smtp, make_person):
     person = make_person()
-    request_reset(client, person.uid, headers={"Host": "evil.example", "X-Forwarded-Host": "evil.example"})
+    response = client.post("/reset", data={"identifier": person.uid}, headers={"Host": "evil.example"})
+    assert response.status_code == 400
+    time.sleep(0.2)
+    assert smtp.messages == []
+
+
+def test_a_forged_forwarded_host_does_not_change_the_link(client, smtp, make_person):
+    person = make_person()
+    request_reset(client, person.uid, headers={"X-Forwarded-Host": "evil.example"})
     link = mail_link(smtp.wait_for(1)[0])
     assert link.startswith("https://pwdrst.uni.example/pwdrst/reset/")
     assert "evil" not in mail_text(smtp.messages[0])

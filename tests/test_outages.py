@@ -1,0 +1,161 @@
+"""Outages: the directory stopped, restarted, failed over or hung; SMTP down; shutdown with mail pending."""
+
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from pwdrst import create_app, sandbox
+from pwdrst.sandbox import Slapd, SmtpSink, free_port
+from pwdrst.tokens import make_token
+from tests.conftest import ROOT, base_config, csrf_token, submit
+from tests.test_account import login
+
+JAN = sandbox.SAMPLE_PEOPLE[0]
+STAFF = sandbox.SAMPLE_PEOPLE[3]
+
+
+@pytest.fixture
+def own_slapd():
+    server = Slapd()
+    server.start()
+    yield server
+    server.close()
+
+
+def app_for(slapd, smtp, **overrides):
+    return create_app(base_config(slapd, smtp, LDAP_TIMEOUT=1, **overrides))
+
+
+def directory_pages(client, link_token):
+    """Exercise every page that needs the directory; return (what, status, body) for each."""
+    answers = []
+    token = csrf_token(client.get("/reset").get_data(as_text=True))
+    for what, call in (
+        ("reset request", lambda: client.post("/reset", data={"csrf_token": token, "identifier": JAN.uid})),
+        ("link", lambda: client.get("/reset/" + link_token)),
+        ("login", lambda: client.post("/login", data={"csrf_token": token, "identifier": JAN.uid, "password": "x"})),
+        ("password page", lambda: client.get("/password")),
+        ("recovery page", lambda: client.get("/recovery")),
+        ("helpdesk", lambda: client.get("/helpdesk/?q=kowal")),
+        ("healthz", lambda: client.get("/healthz")),
+    ):
+        response = call()
+        answers.append((what, response.status_code, response.get_data(as_text=True)))
+    return answers
+
+
+def test_stopped_directory_gives_503_pages_in_the_persons_language(own_slapd, smtp):
+    app = app_for(own_slapd, smtp)
+    client = app.test_client()
+    assert login(client, STAFF.uid, STAFF.password).status_code == 303  # logged in while it was up
+    with app.app_context():
+        account = app.extensions["pwdrst.directory"].find_account(JAN.uid)
+        link_token = make_token("reset", account.login, account.fingerprint)
+    own_slapd.stop()
+    started = time.monotonic()
+    answers = directory_pages(client, link_token)
+    assert time.monotonic() - started < 10
+    for what, status, body in answers:
+        assert status == 503, what
+        if what != "healthz":
+            assert "Katalog kont nie odpowiada" in body, what
+    english = client.get("/password", headers={"Accept-Language": "en"})
+    assert english.status_code == 503
+    assert "The account directory is not answering right now" in english.get_data(as_text=True)
+    smtp_messages = list(smtp.messages)
+    assert smtp_messages == []  # nothing was sent (and nothing could be written)
+
+
+def test_restarted_directory_is_used_without_restarting_the_app(own_slapd, smtp):
+    app = app_for(own_slapd, smtp)
+    client = app.test_client()
+    assert client.get("/healthz").status_code == 200
+    own_slapd.stop()
+    assert client.get("/healthz").status_code == 503
+    own_slapd.start()
+    assert client.get("/healthz").status_code == 200
+    assert login(client, JAN.uid, JAN.password).status_code == 303
+
+
+def test_first_server_stopped_requests_go_through_the_second(own_slapd, smtp):
+    app = app_for(own_slapd, smtp, LDAP_URL=[f"ldap://127.0.0.1:{free_port()}", own_slapd.url])
+    client = app.test_client()
+    assert login(client, JAN.uid, JAN.password).status_code == 303
+    assert client.get("/password").status_code == 200
+    assert submit(client, "/reset", {"identifier": JAN.mail[0]}).status_code == 303
+
+
+def test_hung_directory_fails_with_503_within_the_timeout(own_slapd, smtp):
+    with socket.socket() as hung:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(64)  # the kernel accepts; nobody ever reads or answers
+        app = app_for(own_slapd, smtp, LDAP_URL=[f"ldap://127.0.0.1:{hung.getsockname()[1]}"])
+        client = app.test_client()
+        for path in ("/healthz", "/helpdesk/?q=x"):
+            started = time.monotonic()
+            response = client.get(path)
+            assert time.monotonic() - started < 3
+            assert response.status_code in (503, 302)
+        token = csrf_token(client.get("/reset").get_data(as_text=True))
+        started = time.monotonic()
+        response = client.post("/reset", data={"csrf_token": token, "identifier": JAN.uid})
+        assert response.status_code == 503
+        assert time.monotonic() - started < 3
+
+
+# -- mail
+
+
+def test_smtp_down_then_back_delivers_the_mail(client, smtp, make_person):
+    person = make_person()
+    smtp.stop()
+    assert submit(client, "/reset", {"identifier": person.uid}).status_code == 303
+    time.sleep(0.8)
+    smtp.start()
+    assert smtp.wait_for(1, timeout=15)[0]["X-Envelope-To"] == person.recovery[0]
+
+
+def test_shutdown_delivers_pending_mail_first(slapd, make_person):
+    slow = SmtpSink(delay=0.3).start()
+    try:
+        app = create_app(base_config(slapd, slow, MAIL_WORKERS=1))
+        person = make_person()
+        client = app.test_client()
+        for _ in range(3):
+            submit(client, "/reset", {"identifier": person.uid})
+        queue = app.extensions["pwdrst.mail"]
+        assert queue.pending() >= 1
+        assert queue.drain(timeout=10) is True
+        assert len(slow.messages) == 3
+    finally:
+        slow.stop()
+
+
+def test_shutdown_with_smtp_down_logs_each_undelivered_recipient(slapd, smtp):
+    """A real process exits with mail pending and no SMTP server: each recipient is logged as an error."""
+    script = textwrap.dedent(
+        f"""
+        import logging, sys
+        sys.path.insert(0, {ROOT!r})
+        from tests.conftest import base_config
+        from pwdrst import create_app
+        from pwdrst.mail import MailQueue
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+
+        class Fake:
+            url = {slapd.url!r}
+            port = {free_port()}
+
+        app = create_app(base_config(Fake, Fake, MAIL_SHUTDOWN_GRACE=1, MAIL_RETRY_DELAYS=[30]))
+        with app.test_request_context():
+            from pwdrst import mail
+            mail.send("reset", ["waiting.person@private.example"], "subject", "reset", link="x", login="l",
+                      display_name="d", minutes=60, hours=1, issued_by=None)
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert "mail reset to waiting.person@private.example undelivered at shutdown" in result.stderr
