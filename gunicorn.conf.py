@@ -11,6 +11,6 @@ keepalive = 5
 timeout = 30
 # Long enough for the mail queue to deliver what is pending (MAIL_SHUTDOWN_GRACE) at a restart.
 graceful_timeout = 30
-accesslog = os.environ.get("PWDRST_GUNICORN_ACCESS_LOG", "-")
+accesslog = os.environ.get("PWDRST_GUNICORN_ACCESS_LOG", "-") or None
 # Link paths carry tokens: the access log must never hold one.
 logger_class = "pwdrst.accesslog.RedactingLogger"

@@ -9,6 +9,7 @@ from flask_babel import ngettext
 
 from pwdrst import audit, mail, ratelimit
 from pwdrst.directory import (
+    Account,
     AccountLocked,
     AmbiguousAccount,
     InvalidCredentials,
@@ -57,13 +58,39 @@ def load_person():
     return None
 
 
+# What the session remembers of the account: enough for the policy's personal words, the page and
+# the notification mail, so that a password change costs the directory what the change itself does
+# (a bind and Password Modify), not a search as well. The cookie is signed: it cannot be forged.
+SESSION_ACCOUNT = ("dn", "login", "display_name", "given_name", "surname", "addresses", "recovery_addresses")
+
+
+def remember_account(account) -> None:
+    """Keep the account's details in the session."""
+    session["account"] = {name: getattr(account, name) for name in SESSION_ACCOUNT}
+
+
 def current_account():
     """Return the logged-in person's account, read again from the directory."""
     account = directory.get_account(session["login"])
     if account is None:
         session.clear()
         abort(403)
+    remember_account(account)
     return account
+
+
+def session_account():
+    """Return the logged-in person's account as the session remembers it (read afresh if it does not)."""
+    held = session.get("account")
+    if not isinstance(held, dict) or held.get("login") != session["login"] or set(held) != set(SESSION_ACCOUNT):
+        return current_account()
+    return Account(
+        **{name: tuple(value) if isinstance(value, list) else value for name, value in held.items()},
+        locked=False,
+        password_expired=False,
+        password_changed_at=None,
+        fingerprint="",
+    )
 
 
 def safe_next(target: str | None) -> str:
@@ -79,6 +106,7 @@ def start_session(account, must_change: bool = False) -> None:
     session.permanent = True
     session["login"] = account.login
     session["since"] = datetime.now(UTC).isoformat(timespec="seconds")
+    remember_account(account)
     if must_change:
         session["must_change"] = True
 
@@ -177,7 +205,7 @@ def logout():
 @secret_page
 def change_password():
     """Change the password: the current one again, then the new one twice."""
-    account = current_account()
+    account = session_account()
     form = ChangePasswordForm(account=account)
     if form.validate_on_submit():
         try:

@@ -34,6 +34,47 @@ class Job:
     attempt: int = field(default=0, compare=False)
 
 
+# Seconds a worker keeps an idle SMTP connection open, so that a burst of mail shares one.
+SMTP_IDLE = 5.0
+
+
+class SmtpSession:
+    """One worker's SMTP connection, opened on first use and reused while mail keeps coming."""
+
+    def __init__(self, mail: Mail):
+        self.mail = mail
+        self.connection = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.connection is not None
+
+    def send(self, message: Message) -> None:
+        """Send over the open connection; a reused one that fails is replaced once."""
+        for attempt in (0, 1):
+            reused = self.connection is not None
+            if not reused:
+                connection = self.mail.connect()
+                connection.__enter__()
+                self.connection = connection
+            try:
+                self.connection.send(message)
+                return
+            except (smtplib.SMTPException, OSError):
+                self.close()
+                if not reused or attempt:
+                    raise
+
+    def close(self) -> None:
+        """Say QUIT and forget the connection (a broken one is just dropped)."""
+        if self.connection is not None:
+            connection, self.connection = self.connection, None
+            try:
+                connection.__exit__(None, None, None)
+            except (smtplib.SMTPException, OSError):
+                pass
+
+
 class MailQueue:
     """A queue of messages, delivered by worker threads with retries."""
 
@@ -72,23 +113,40 @@ class MailQueue:
             self._workers.append(thread)
 
     def _work(self) -> None:
+        smtp = SmtpSession(self.mail)
+        try:
+            while True:
+                job = self._next_job(smtp)
+                if job is None:
+                    return
+                try:
+                    with self.app.app_context():
+                        self._deliver_now(job, smtp)
+                finally:
+                    with self._cond:
+                        self._busy -= 1
+                        self._cond.notify_all()
+        finally:
+            smtp.close()
+
+    def _next_job(self, smtp: "SmtpSession") -> Job | None:
+        """Wait for the next due job; hang up an idle SMTP connection meanwhile. None: shut down."""
         while True:
             with self._cond:
-                while not self._heap or self._heap[0].due > time.monotonic():
-                    if self._closing and not self._heap:
-                        return
-                    timeout = self._heap[0].due - time.monotonic() if self._heap else None
-                    self._cond.wait(timeout)
-                job = heapq.heappop(self._heap)
-                self._busy += 1
-            try:
-                self._deliver_now(job)
-            finally:
-                with self._cond:
-                    self._busy -= 1
-                    self._cond.notify_all()
+                if self._heap and self._heap[0].due <= time.monotonic():
+                    self._busy += 1
+                    return heapq.heappop(self._heap)
+                if self._closing and not self._heap:
+                    return None
+                timeout = self._heap[0].due - time.monotonic() if self._heap else None
+                if smtp.is_open:
+                    timeout = SMTP_IDLE if timeout is None else min(timeout, SMTP_IDLE)
+                woken = self._cond.wait(timeout)
+                idle = not woken and not self._heap
+            if idle and smtp.is_open:
+                smtp.close()  # outside the lock: QUIT is network I/O
 
-    def _deliver_now(self, job: Job) -> None:
+    def _deliver_now(self, job: Job, smtp: "SmtpSession | None" = None) -> None:
         recipients = ", ".join(job.message.recipients)
         if isinstance(job.message, MailJob):
             try:
@@ -98,8 +156,11 @@ class MailQueue:
                 logger.exception("mail %s to %s could not be rendered", job.kind, recipients)
                 return
         try:
-            with self.app.app_context():
-                self.mail.send(job.message)
+            if smtp is None:
+                with self.app.app_context():
+                    self.mail.send(job.message)
+            else:
+                smtp.send(job.message)
         except (smtplib.SMTPException, OSError) as exc:
             job.attempt += 1
             if job.attempt > len(self.delays):

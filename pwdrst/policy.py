@@ -59,58 +59,55 @@ def _bounded_l33t_subs(table):
 
 
 _current_password = threading.local()
-_prefix_indexes: dict[tuple[str, int], object] = {}
+_union_index: dict[tuple, object] = {}
 
 
-def _prefix_index(name: str, ranked: dict):
-    """Return a trie over the dictionary's words (zxcvbn-pl's own, or one built once)."""
-    key = (name, id(ranked))
-    index = _prefix_indexes.get(key)
-    if index is None:
-        index = ranked._trie if hasattr(ranked, "_trie") else marisa_trie.Trie(list(ranked))
-        _prefix_indexes[key] = index
-    return index
+def _union_of(dictionaries: dict):
+    """Return one trie over the words of all the plain dictionaries (built once per set of them)."""
+    key = tuple((name, id(ranked)) for name, ranked in dictionaries.items())
+    if key not in _union_index:
+        _union_index.clear()
+        _union_index[key] = marisa_trie.Trie({word for ranked in dictionaries.values() for word in ranked})
+    return _union_index[key]
 
 
 def _bounded_dictionary_match(password, _ranked_dictionaries=zxcvbn_matching.RANKED_DICTIONARIES):
-    """zxcvbn's dictionary_match, asking a trie for the words that start at each position.
+    """zxcvbn's dictionary_match, asking tries for the words that start at each position.
 
-    zxcvbn tries every substring against every dictionary (quadratic in the length); a trie's
-    prefixes() lists the words at position i in one call. The matches, and their order, are
-    exactly zxcvbn's.
+    zxcvbn tries every substring against every dictionary (quadratic in the length). Here one trie
+    over zxcvbn's own (plain) dictionaries, zxcvbn-pl's tries and a small trie of the user inputs
+    each list the words at position i in one call. The matches, and their order, are exactly zxcvbn's.
     """
+    order = {name: n for n, name in enumerate(_ranked_dictionaries)}
+    plain = {n: d for n, d in _ranked_dictionaries.items() if n != "user_inputs" and not hasattr(d, "_trie")}
+    tries = [(_union_of(plain), list(plain.items()))]
+    tries += [(d._trie, [(n, d)]) for n, d in _ranked_dictionaries.items() if hasattr(d, "_trie")]
+    if "user_inputs" in _ranked_dictionaries:  # rebuilt at every call: a trie of its few words
+        inputs = _ranked_dictionaries["user_inputs"]
+        tries.append((marisa_trie.Trie(list(inputs)), [("user_inputs", inputs)]))
     matches = []
     length = len(password)
     password_lower = password.lower()
-    for dictionary_name, ranked_dict in _ranked_dictionaries.items():
-        if dictionary_name == "user_inputs":  # rebuilt at every call, and small: zxcvbn's own way
-            found = (
-                (i, password_lower[i : j + 1])
-                for i in range(length)
-                for j in range(i, length)
-                if password_lower[i : j + 1] in ranked_dict
-            )
-        else:
-            index = _prefix_index(dictionary_name, ranked_dict)
-            found = (
-                (i, word) for i in range(length) for word in sorted(index.prefixes(password_lower[i:length]), key=len)
-            )
-        for i, word in found:
-            j = i + len(word) - 1
-            matches.append(
-                {
-                    "pattern": "dictionary",
-                    "i": i,
-                    "j": j,
-                    "token": password[i : j + 1],
-                    "matched_word": word,
-                    "rank": ranked_dict[word],
-                    "dictionary_name": dictionary_name,
-                    "reversed": False,
-                    "l33t": False,
-                }
-            )
-    return sorted(matches, key=lambda x: (x["i"], x["j"]))
+    for index, members in tries:
+        for i in range(length):
+            for word in index.prefixes(password_lower[i:length]):
+                j = i + len(word) - 1
+                for name, ranked in members:
+                    if word in ranked:
+                        matches.append(
+                            {
+                                "pattern": "dictionary",
+                                "i": i,
+                                "j": j,
+                                "token": password[i : j + 1],
+                                "matched_word": word,
+                                "rank": ranked[word],
+                                "dictionary_name": name,
+                                "reversed": False,
+                                "l33t": False,
+                            }
+                        )
+    return sorted(matches, key=lambda m: (m["i"], m["j"], order[m["dictionary_name"]]))
 
 
 def _setup_zxcvbn() -> None:
@@ -119,6 +116,14 @@ def _setup_zxcvbn() -> None:
         zxcvbn_pl.register()  # Polish common words, first names, surnames and places
         zxcvbn_matching.enumerate_l33t_subs = _bounded_l33t_subs
         zxcvbn_matching.dictionary_match = _bounded_dictionary_match
+        # Build the union trie now (about 40 ms), not in somebody's first request.
+        _union_of(
+            {
+                n: d
+                for n, d in zxcvbn_matching.RANKED_DICTIONARIES.items()
+                if n != "user_inputs" and not hasattr(d, "_trie")
+            }
+        )
         _setup_done = True
 
 

@@ -15,6 +15,7 @@ from tests.conftest import ROOT, base_config, csrf_token, submit
 from tests.test_account import login
 
 JAN = sandbox.SAMPLE_PEOPLE[0]
+STRONG = "Zielony-parasol-nad-rzeka-9"
 STAFF = sandbox.SAMPLE_PEOPLE[3]
 
 
@@ -26,8 +27,20 @@ def own_slapd():
     server.close()
 
 
+_apps = []
+
+
 def app_for(slapd, smtp, **overrides):
-    return create_app(base_config(slapd, smtp, LDAP_TIMEOUT=1, **overrides))
+    app = create_app(base_config(slapd, smtp, LDAP_TIMEOUT=1, **overrides))
+    _apps.append(app)
+    return app
+
+
+@pytest.fixture(autouse=True)
+def close_apps():
+    yield
+    while _apps:
+        _apps.pop().extensions["pwdrst.directory"].close()
 
 
 def directory_pages(client, link_token):
@@ -38,7 +51,13 @@ def directory_pages(client, link_token):
         ("reset request", lambda: client.post("/reset", data={"csrf_token": token, "identifier": JAN.uid})),
         ("link", lambda: client.get("/reset/" + link_token)),
         ("login", lambda: client.post("/login", data={"csrf_token": token, "identifier": JAN.uid, "password": "x"})),
-        ("password page", lambda: client.get("/password")),
+        (
+            "password change",
+            lambda: client.post(
+                "/password",
+                data={"csrf_token": token, "current_password": "x", "new_password": STRONG, "confirm": STRONG},
+            ),
+        ),
         ("recovery page", lambda: client.get("/recovery")),
         ("helpdesk", lambda: client.get("/helpdesk/?q=kowal")),
         ("healthz", lambda: client.get("/healthz")),
@@ -63,7 +82,7 @@ def test_stopped_directory_gives_503_pages_in_the_persons_language(own_slapd, sm
         assert status == 503, what
         if what != "healthz":
             assert "Katalog kont nie odpowiada" in body, what
-    english = client.get("/password", headers={"Accept-Language": "en"})
+    english = client.get("/recovery", headers={"Accept-Language": "en"})
     assert english.status_code == 503
     assert "The account directory is not answering right now" in english.get_data(as_text=True)
     smtp_messages = list(smtp.messages)
