@@ -146,28 +146,20 @@ def reference(url: str, jobs) -> float:
 def start_app(slapd, smtp_port, port, workers, threads, audit_log):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PWDRST_")}
     lots = "100000000 per minute"  # one client address sends everything: per-address limits would bite
+    settings = {
+        **sandbox.app_settings(slapd.url, smtp_port, f"http://127.0.0.1:{port}"),
+        "SECRET_KEY": secrets.token_urlsafe(32),
+        "MAIL_WORKERS": 16,  # I/O-bound: with a 2 s SMTP server, threads are what carries mail
+        "MAIL_RETRY_DELAYS": [0.5, 1, 2, 4, 8],
+        "POLICY_ORGANISATION_WORDS": ["Uniwersytet", "Przykładowy", "uni", "example"],
+        "AUDIT_LOG": audit_log,
+        "RATELIMIT_RESET_REQUEST": lots,
+        "RATELIMIT_LINK_USE": lots,
+        "RATELIMIT_LOGIN_ADDRESS": lots,
+    }
+    env.update(sandbox.as_environment(settings))
     env.update(
         {
-            "PWDRST_SECRET_KEY": secrets.token_urlsafe(32),
-            "PWDRST_PUBLIC_URL": f"http://127.0.0.1:{port}",
-            "PWDRST_SUPPORT_EMAIL": "pomoc@uni.example",
-            "PWDRST_LDAP_URL": slapd.url,
-            "PWDRST_LDAP_BIND_DN": sandbox.SERVICE_DN,
-            "PWDRST_LDAP_BIND_PASSWORD": sandbox.SERVICE_PASSWORD,
-            "PWDRST_LDAP_BASE_DN": sandbox.BASE_DN,
-            "PWDRST_LDAP_RECOVERY_ATTRIBUTE": sandbox.RECOVERY_ATTRIBUTE,
-            "PWDRST_LDAP_HELPDESK_GROUP": sandbox.HELPDESK_GROUP,
-            "PWDRST_LDAP_PASSWORD_POLICY_DN": sandbox.DEFAULT_POLICY,
-            "PWDRST_MAIL_SERVER": "127.0.0.1",
-            "PWDRST_MAIL_PORT": str(smtp_port),
-            "PWDRST_MAIL_DEFAULT_SENDER": "hasla@uni.example",
-            "PWDRST_MAIL_WORKERS": "16",  # I/O-bound: with a 2 s SMTP server, threads are what carries mail
-            "PWDRST_MAIL_RETRY_DELAYS": "[0.5, 1, 2, 4, 8]",
-            "PWDRST_POLICY_ORGANISATION_WORDS": "Uniwersytet,Przykładowy,uni,example",
-            "PWDRST_AUDIT_LOG": audit_log,
-            "PWDRST_RATELIMIT_RESET_REQUEST": lots,
-            "PWDRST_RATELIMIT_LINK_USE": lots,
-            "PWDRST_RATELIMIT_LOGIN_ADDRESS": lots,
             "PWDRST_GUNICORN_BIND": f"127.0.0.1:{port}",
             "PWDRST_GUNICORN_WORKERS": str(workers),
             "PWDRST_GUNICORN_THREADS": str(threads),

@@ -62,31 +62,14 @@ def main(argv=None) -> int:
         slapd.expire_password(EXPIRED_PERSON.dn, expired_policy)
         smtp.start()
         settings = {
+            **sandbox.app_settings(slapd.url, smtp.port, f"http://127.0.0.1:{args.port}"),
             "SECRET_KEY": secrets.token_urlsafe(32),
-            "PUBLIC_URL": f"http://127.0.0.1:{args.port}",
-            "ORGANISATION_NAME": "Uniwersytet Przykładowy",
-            "SUPPORT_EMAIL": "pomoc@uni.example",
-            "LDAP_URL": slapd.url,
-            "LDAP_BIND_DN": sandbox.SERVICE_DN,
-            "LDAP_BIND_PASSWORD": sandbox.SERVICE_PASSWORD,
-            "LDAP_BASE_DN": sandbox.BASE_DN,
-            "LDAP_RECOVERY_ATTRIBUTE": sandbox.RECOVERY_ATTRIBUTE,
-            "LDAP_HELPDESK_GROUP": sandbox.HELPDESK_GROUP,
-            "LDAP_ADMIN_GROUP": sandbox.ADMIN_GROUP,
-            "LDAP_PROTECTED_GROUP": sandbox.PROTECTED_GROUP,
-            "LDAP_PASSWORD_POLICY_DN": sandbox.DEFAULT_POLICY,
-            "MAIL_SERVER": "127.0.0.1",
-            "MAIL_PORT": str(smtp.port),
-            "MAIL_DEFAULT_SENDER": "Hasła <hasla@uni.example>",
-            "RECOVERY_FORBIDDEN_DOMAINS": ",".join(sandbox.MAIL_DOMAINS),
-            "POLICY_ORGANISATION_WORDS": "Uniwersytet,Przykładowy,UP,uni,example",
+            "TRUSTED_HOSTS": ["127.0.0.1", "localhost"],
+            "RECOVERY_FORBIDDEN_DOMAINS": list(sandbox.MAIL_DOMAINS),
+            "POLICY_ORGANISATION_WORDS": ["Uniwersytet", "Przykładowy", "UP", "uni", "example"],
         }
-        from pwdrst.config import defaults
-
-        known = defaults()
-        for key, value in settings.items():
-            if key in known:
-                os.environ.setdefault("PWDRST_" + key, value)
+        for name, value in sandbox.as_environment(settings).items():
+            os.environ.setdefault(name, value)  # the person's own PWDRST_* variables win
 
         from pwdrst import create_app
 

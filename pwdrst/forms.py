@@ -19,6 +19,14 @@ from pwdrst.policy import check_password
 IDENTIFIER_MAX = 256
 
 
+def email_validators():
+    """The checks an e-mail address field makes (a length bound and a plain shape)."""
+    return [
+        Length(max=254, message=_l("That is longer than any e-mail address.")),
+        Regexp(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", message=_l("This does not look like an e-mail address.")),
+    ]
+
+
 class IdentifierForm(FlaskForm):
     """A login or any university address."""
 
@@ -84,11 +92,7 @@ class RecoveryAddressForm(FlaskForm):
 
     address = EmailField(
         _l("Recovery e-mail address"),
-        validators=[
-            DataRequired(_l("Enter an e-mail address.")),
-            Length(max=254, message=_l("That is longer than any e-mail address.")),
-            Regexp(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", message=_l("This does not look like an e-mail address.")),
-        ],
+        validators=[DataRequired(_l("Enter an e-mail address.")), *email_validators()],
     )
     replace = BooleanField(_l("Replace my current recovery addresses with this one"))
 
@@ -127,11 +131,7 @@ class IssueLinkForm(FlaskForm):
     )
     address = EmailField(
         _l("Address (after checking the person's identity in person)"),
-        validators=[
-            Optional(),
-            Length(max=254, message=_l("That is longer than any e-mail address.")),
-            Regexp(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", message=_l("This does not look like an e-mail address.")),
-        ],
+        validators=[Optional(), *email_validators()],
     )
     identity_checked = BooleanField(_l("I have checked the person's identity (an ID document, in person)"))
 

@@ -10,6 +10,7 @@ import base64
 import email
 import email.policy
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -132,6 +133,35 @@ SAMPLE_PEOPLE = (
         ("teresa.lewandowska@private.example",),
     ),
 )
+
+
+def app_settings(ldap_url: str, smtp_port: int, public_url: str) -> dict:
+    """Return the settings of an app wired to a sandbox directory and SMTP server."""
+    return {
+        "PUBLIC_URL": public_url,
+        "ORGANISATION_NAME": "Uniwersytet Przykładowy",
+        "SUPPORT_EMAIL": "pomoc@uni.example",
+        "LDAP_URL": [ldap_url],
+        "LDAP_BIND_DN": SERVICE_DN,
+        "LDAP_BIND_PASSWORD": SERVICE_PASSWORD,
+        "LDAP_BASE_DN": BASE_DN,
+        "LDAP_RECOVERY_ATTRIBUTE": RECOVERY_ATTRIBUTE,
+        "LDAP_HELPDESK_GROUP": HELPDESK_GROUP,
+        "LDAP_ADMIN_GROUP": ADMIN_GROUP,
+        "LDAP_PROTECTED_GROUP": PROTECTED_GROUP,
+        "LDAP_PASSWORD_POLICY_DN": DEFAULT_POLICY,
+        "MAIL_SERVER": "127.0.0.1",
+        "MAIL_PORT": smtp_port,
+        "MAIL_DEFAULT_SENDER": "Hasła <hasla@uni.example>",
+    }
+
+
+def as_environment(settings: dict) -> dict[str, str]:
+    """Return settings as PWDRST_* environment variables (lists as JSON)."""
+    return {
+        "PWDRST_" + key: json.dumps(value) if isinstance(value, (list, tuple)) else str(value)
+        for key, value in settings.items()
+    }
 
 
 def free_port() -> int:

@@ -26,6 +26,15 @@ def slapd():
     server.close()
 
 
+@pytest.fixture
+def own_slapd():
+    """A private slapd of the test's own, which it may stop and start."""
+    server = Slapd()
+    server.start()
+    yield server
+    server.close()
+
+
 @pytest.fixture(scope="session")
 def smtp_server():
     server = SmtpSink().start()
@@ -47,24 +56,10 @@ def smtp(smtp_server):
 def base_config(slapd, smtp_server, **overrides):
     """Return the settings of an app wired to the test servers."""
     config = {
+        **sandbox.app_settings(slapd.url, smtp_server.port, "https://pwdrst.uni.example/pwdrst"),
         "TESTING": True,
         "SECRET_KEY": "test-secret-key-0123456789abcdef0123456789",
-        "PUBLIC_URL": "https://pwdrst.uni.example/pwdrst",
-        "ORGANISATION_NAME": "Uniwersytet Przykładowy",
-        "SUPPORT_EMAIL": "pomoc@uni.example",
-        "LDAP_URL": [slapd.url],
-        "LDAP_BIND_DN": sandbox.SERVICE_DN,
-        "LDAP_BIND_PASSWORD": sandbox.SERVICE_PASSWORD,
-        "LDAP_BASE_DN": sandbox.BASE_DN,
-        "LDAP_RECOVERY_ATTRIBUTE": sandbox.RECOVERY_ATTRIBUTE,
-        "LDAP_HELPDESK_GROUP": sandbox.HELPDESK_GROUP,
-        "LDAP_ADMIN_GROUP": sandbox.ADMIN_GROUP,
-        "LDAP_PROTECTED_GROUP": sandbox.PROTECTED_GROUP,
-        "LDAP_PASSWORD_POLICY_DN": sandbox.DEFAULT_POLICY,
         "LDAP_TIMEOUT": 2,
-        "MAIL_SERVER": "127.0.0.1",
-        "MAIL_PORT": smtp_server.port,
-        "MAIL_DEFAULT_SENDER": "Hasła <hasla@uni.example>",
         "MAIL_RETRY_DELAYS": [0.2, 0.5, 1, 1, 2, 2, 4],
         "AUDIT_LOG": "-",
         # The test client speaks as "localhost"; the live server as 127.0.0.1 (its PUBLIC_URL).

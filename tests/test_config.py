@@ -85,23 +85,11 @@ def test_invalid_environment_value_is_named():
 
 
 def environment_for(slapd, smtp, **extra):
+    """Return an environment holding the test settings as PWDRST_* variables, and extra."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PWDRST_")}
-    config = base_config(slapd, smtp)
-    for key in (
-        "SECRET_KEY",
-        "PUBLIC_URL",
-        "SUPPORT_EMAIL",
-        "LDAP_BIND_DN",
-        "LDAP_BIND_PASSWORD",
-        "LDAP_BASE_DN",
-        "LDAP_RECOVERY_ATTRIBUTE",
-        "MAIL_SERVER",
-        "MAIL_DEFAULT_SENDER",
-    ):
-        env["PWDRST_" + key] = str(config[key])
-    env["PWDRST_LDAP_URL"] = slapd.url
-    env["PWDRST_MAIL_PORT"] = str(smtp.port)
-    env["PWDRST_LDAP_TIMEOUT"] = "2"
+    settings = base_config(slapd, smtp)
+    del settings["TESTING"]
+    env.update(sandbox.as_environment(settings))
     env.update(extra)
     return env
 

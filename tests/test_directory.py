@@ -17,7 +17,7 @@ from pwdrst.directory import (
     PasswordRejected,
     decode_policy_control,
 )
-from pwdrst.sandbox import Slapd, free_port
+from pwdrst.sandbox import free_port
 from tests.conftest import base_config
 
 
@@ -282,14 +282,6 @@ def test_policy_control_decoding():
 
 
 # -- outages
-
-
-@pytest.fixture
-def own_slapd():
-    server = Slapd()
-    server.start()
-    yield server
-    server.close()
 
 
 def directory_for(own_slapd, smtp_server, urls, timeout=1):

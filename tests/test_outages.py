@@ -9,7 +9,7 @@ import time
 import pytest
 
 from pwdrst import create_app, sandbox
-from pwdrst.sandbox import Slapd, SmtpSink, free_port
+from pwdrst.sandbox import SmtpSink, free_port
 from pwdrst.tokens import make_token
 from tests.conftest import ROOT, base_config, csrf_token, submit
 from tests.test_account import login
@@ -17,14 +17,6 @@ from tests.test_account import login
 JAN = sandbox.SAMPLE_PEOPLE[0]
 STRONG = "Zielony-parasol-nad-rzeka-9"
 STAFF = sandbox.SAMPLE_PEOPLE[3]
-
-
-@pytest.fixture
-def own_slapd():
-    server = Slapd()
-    server.start()
-    yield server
-    server.close()
 
 
 _apps = []
