@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from flask import current_app, render_template
 from flask_babel import force_locale, get_locale
-from flask_mail import Mail, Message
+from flask_mail import Connection, Mail, Message
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,20 @@ class Job:
 SMTP_IDLE = 5.0
 
 
+class TimedConnection(Connection):
+    """Flask-Mail's connection, but with MAIL_TIMEOUT: its own waits forever on a hung server."""
+
+    def configure_host(self) -> smtplib.SMTP:
+        timeout = float(current_app.config["MAIL_TIMEOUT"])
+        smtp_class = smtplib.SMTP_SSL if self.mail.use_ssl else smtplib.SMTP
+        host = smtp_class(self.mail.server, self.mail.port, timeout=timeout)
+        if self.mail.use_tls:
+            host.starttls()
+        if self.mail.username and self.mail.password:
+            host.login(self.mail.username, self.mail.password)
+        return host
+
+
 class SmtpSession:
     """One worker's SMTP connection, opened on first use and reused while mail keeps coming."""
 
@@ -54,7 +68,7 @@ class SmtpSession:
         for attempt in (0, 1):
             reused = self.connection is not None
             if not reused:
-                connection = self.mail.connect()
+                connection = TimedConnection(current_app.extensions["mail"])
                 connection.__enter__()
                 self.connection = connection
             try:
@@ -88,6 +102,7 @@ class MailQueue:
         self._cond = threading.Condition()
         self._seq = itertools.count()
         self._busy = 0
+        self._in_flight: dict[int, Job] = {}
         self._workers: list[threading.Thread] = []
         self._closing = False
         self.delivered = 0
@@ -125,6 +140,7 @@ class MailQueue:
                 finally:
                     with self._cond:
                         self._busy -= 1
+                        self._in_flight.pop(job.seq, None)
                         self._cond.notify_all()
         finally:
             smtp.close()
@@ -135,7 +151,9 @@ class MailQueue:
             with self._cond:
                 if self._heap and self._heap[0].due <= time.monotonic():
                     self._busy += 1
-                    return heapq.heappop(self._heap)
+                    job = heapq.heappop(self._heap)
+                    self._in_flight[job.seq] = job
+                    return job
                 if self._closing and not self._heap:
                     return None
                 timeout = self._heap[0].due - time.monotonic() if self._heap else None
@@ -156,9 +174,13 @@ class MailQueue:
                 logger.exception("mail %s to %s could not be rendered", job.kind, recipients)
                 return
         try:
-            if smtp is None:
+            if smtp is None:  # shutting down: a connection just for this one
+                smtp = SmtpSession(self.mail)
                 with self.app.app_context():
-                    self.mail.send(job.message)
+                    try:
+                        smtp.send(job.message)
+                    finally:
+                        smtp.close()
             else:
                 smtp.send(job.message)
         except (smtplib.SMTPException, OSError) as exc:
@@ -169,7 +191,7 @@ class MailQueue:
                 return
             delay = self.delays[job.attempt - 1]
             logger.warning(
-                "mail %s to %s failed (attempt %d: %s); retrying in %.0fs",
+                "mail %s to %s failed (attempt %d: %s); retrying in %gs",
                 job.kind,
                 recipients,
                 job.attempt,
@@ -196,6 +218,7 @@ class MailQueue:
         """
         timeout = self.grace if timeout is None else timeout
         deadline = time.monotonic() + timeout
+        failed_before = self.failed
         with self._cond:
             self._closing = True
             if self._heap:
@@ -208,11 +231,13 @@ class MailQueue:
                 self._cond.wait(min(0.1, max(0.0, deadline - time.monotonic())))
             left = list(self._heap)
             self._heap.clear()
+            # Still being tried when time ran out: if the process ends now, they are lost too.
+            left += [job for job in self._in_flight.values() if job.due <= time.monotonic()]
             self._closing = False
         for job in left:
             for recipient in job.message.recipients:
                 logger.error("mail %s to %s undelivered at shutdown", job.kind, recipient)
-        return not left
+        return not left and self.failed == failed_before
 
 
 def init_app(app) -> None:

@@ -170,3 +170,39 @@ def test_shutdown_with_smtp_down_logs_each_undelivered_recipient(slapd, smtp):
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert "mail reset to waiting.person@private.example undelivered at shutdown" in result.stderr
+
+
+def test_hung_smtp_server_times_out_and_the_mail_is_retried(slapd, smtp, caplog):
+    """A server that accepts and never greets: each attempt gives up after MAIL_TIMEOUT."""
+    with socket.socket() as hung:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(16)
+
+        class HungSmtp:
+            port = hung.getsockname()[1]
+
+        app = create_app(base_config(slapd, HungSmtp, MAIL_TIMEOUT=1, MAIL_RETRY_DELAYS=[0.2, 30]))
+        with app.test_request_context():
+            from pwdrst import mail
+
+            mail.send(
+                "reset",
+                ["patient.person@private.example"],
+                "subject",
+                "reset",
+                link="x",
+                login="l",
+                display_name="d",
+                minutes=60,
+                hours=1,
+                issued_by=None,
+            )
+        queue = app.extensions["pwdrst.mail"]
+        started = time.monotonic()
+        while "retrying" not in caplog.text and time.monotonic() - started < 10:
+            time.sleep(0.1)
+        assert time.monotonic() - started < 5
+        assert "mail reset to patient.person@private.example failed (attempt 1:" in caplog.text
+        assert "timed out" in caplog.text
+        assert queue.drain(timeout=0.5) is False
+        assert "patient.person@private.example undelivered" in caplog.text
