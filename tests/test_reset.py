@@ -120,6 +120,16 @@ def test_a_refused_password_leaves_the_link_usable(client, smtp, slapd, make_per
     assert can_bind(slapd, person.dn, NEW_PASSWORD)
 
 
+@pytest.mark.parametrize("length", [129, 100_000])
+def test_an_over_long_password_is_refused_by_length(client, smtp, slapd, make_person, length):
+    person = make_person()
+    request_reset(client, person.uid)
+    refused = open_and_set(client, mail_link(smtp.wait_for(1)[0]), password="x" * length)
+    assert refused.status_code == 400
+    assert f"Użyj najwyżej 128 znaków (to hasło ma ich {length})." in refused.get_data(as_text=True)
+    assert can_bind(slapd, person.dn, person.password)
+
+
 def test_the_directory_refusal_is_shown_and_the_link_stays_usable(client, smtp, slapd, make_person):
     person = make_person()
     # The person's current password passes our policy but is in the directory's history.
