@@ -16,7 +16,7 @@ import sys
 import time
 
 from pwdrst import policy as policy_module
-from pwdrst.directory import Account
+from pwdrst import sandbox
 from pwdrst.policy import Policy
 
 LENGTHS = (8, 16, 32, 64, 128, 1_000, 10_000)
@@ -28,19 +28,7 @@ WORDS = (
 ).split()
 NAMES = "Anna Katarzyna Małgorzata Agnieszka Piotr Krzysztof Tomasz Paweł Michał Jan Zofia Wojciech".split()
 
-JAN = Account(
-    dn="uid=jkowalski,ou=people,dc=uni,dc=example",
-    login="jkowalski",
-    display_name="Jan Kowalski",
-    given_name="Jan",
-    surname="Kowalski",
-    addresses=("jan.kowalski@uni.example", "jkowalski@uni.example"),
-    recovery_addresses=("jan.kowalski@private.example",),
-    locked=False,
-    password_expired=False,
-    password_changed_at=None,
-    fingerprint="x",
-)
+JAN = sandbox.account_of(sandbox.SAMPLE_PEOPLE[0])  # Jan Kowalski, jkowalski
 
 
 def shapes(rng: random.Random):

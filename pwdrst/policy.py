@@ -331,10 +331,6 @@ class Policy:
             return POLISH_WARNING
         return ""
 
-    def describe(self) -> dict:
-        """Return the settings the rules page explains."""
-        return {"min_length": self.min_length, "max_length": self.max_length, "min_score": self.min_score}
-
 
 def _fold(text: str) -> str:
     """Lower-case text and drop diacritics (ł counts as l), keeping one character per character."""

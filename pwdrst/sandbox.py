@@ -164,6 +164,25 @@ def as_environment(settings: dict) -> dict[str, str]:
     }
 
 
+def account_of(person: Person):
+    """Return the Account the directory layer would read for a sample person (for the policy alone)."""
+    from pwdrst.directory import Account
+
+    return Account(
+        dn=person.dn,
+        login=person.uid,
+        display_name=person.display_name,
+        given_name=person.given_name,
+        surname=person.surname,
+        addresses=person.mail,
+        recovery_addresses=person.recovery,
+        locked=False,
+        password_expired=False,
+        password_changed_at=None,
+        fingerprint="",
+    )
+
+
 def free_port() -> int:
     """Return a TCP port on 127.0.0.1 that is free right now."""
     with socket.socket() as sock:

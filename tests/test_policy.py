@@ -3,22 +3,10 @@
 import pytest
 from flask_babel import force_locale
 
-from pwdrst.directory import Account
+from pwdrst import sandbox
 from pwdrst.policy import Policy
 
-JAN = Account(
-    dn="uid=jkowalski,ou=people,dc=uni,dc=example",
-    login="jkowalski",
-    display_name="Jan Kowalski",
-    given_name="Jan",
-    surname="Kowalski",
-    addresses=("jan.kowalski@uni.example", "jkowalski@uni.example"),
-    recovery_addresses=("jan.kowalski@private.example",),
-    locked=False,
-    password_expired=False,
-    password_changed_at=None,
-    fingerprint="x",
-)
+JAN = sandbox.account_of(sandbox.SAMPLE_PEOPLE[0])  # Jan Kowalski, jkowalski
 
 
 @pytest.fixture
@@ -94,15 +82,7 @@ def test_surname_in_a_long_passphrase_is_fine(policy):
 
 
 def test_surname_matches_without_diacritics(policy):
-    piotr = Account(
-        **{
-            **JAN.__dict__,
-            "login": "pwisniewski",
-            "surname": "Wiśniewski",
-            "given_name": "Piotr",
-            "display_name": "Piotr Wiśniewski",
-        }
-    )
+    piotr = sandbox.account_of(sandbox.SAMPLE_PEOPLE[2])  # Piotr Wiśniewski
     assert "personal" in policy.check("WISNIEWSKI-piotr-77", piotr).codes
 
 
