@@ -18,13 +18,15 @@ import math
 import ssl
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 import ldap3
 from flask import current_app
 from ldap3.core import exceptions as ldap_exc
+from ldap3.operation.search import compile_filter, parse_filter
+from ldap3.utils.asn1 import encode as asn1_encode
 from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import parse_dn
 from pyasn1.codec.ber import decoder as ber_decoder
@@ -33,6 +35,7 @@ from pyasn1.type import namedtype, namedval, tag, univ
 from werkzeug.local import LocalProxy
 
 PPOLICY_OID = "1.3.6.1.4.1.42.2.27.8.5.1"
+ASSERTION_OID = "1.3.6.1.1.12"  # RFC 4528
 RELAX_OID = "1.3.6.1.4.1.4203.666.5.12"
 
 # Longest identifier worth a directory round trip (RFC 5321 limits an address to 254 octets).
@@ -79,6 +82,10 @@ class PasswordRejected(DirectoryError):
         super().__init__(reason)
         self.reason = reason
         self.detail = detail
+
+
+class AccountChanged(DirectoryError):
+    """The password changed between reading the account and writing it (a link used twice at once)."""
 
 
 class AmbiguousAccount(DirectoryError):
@@ -188,6 +195,9 @@ class Account:
     password_expired: bool
     password_changed_at: datetime | None
     fingerprint: str
+    # The stored password values the fingerprint was made from: a reset by link asserts them, so
+    # that of two uses of one link at the same moment only one can write. Never shown or logged.
+    password_state: tuple = field(default=(), repr=False, compare=False)
 
     @property
     def all_addresses(self) -> tuple[str, ...]:
@@ -426,6 +436,7 @@ class Directory:
 
     def _account(self, entry) -> Account:
         attrs = entry["attributes"]
+        raw = entry.get("raw_attributes") or {}
         display = next((_first(attrs.get(a)) for a in self.display_name_attributes if _first(attrs.get(a))), "")
         addresses = []
         for name in self.address_attributes:
@@ -455,6 +466,7 @@ class Directory:
             password_expired=expired,
             password_changed_at=changed,
             fingerprint=fingerprint(entry["dn"], state),
+            password_state=tuple(raw.get("userPassword") or ()) if self.flavour != "ad" else (),
         )
 
     def _policy(self, dn: str | None) -> dict:
@@ -643,15 +655,44 @@ class Directory:
             return "expired"
         return "self"
 
-    def reset_password(self, account: Account, new: str | bytes, unlock: bool = True) -> None:
-        """Set a new password as the service account (quality checks still apply: write, not manage)."""
+    def reset_password(self, account: Account, new: str | bytes, unlock: bool = True, as_read: bool = False) -> None:
+        """Set a new password as the service account (quality checks still apply: write, not manage).
+
+        With as_read, the write happens only if the stored password is still the one `account` was
+        read with (RFC 4528 assertion on a replace; slapd takes no assertion on Password Modify),
+        so a link used twice at the same moment writes once. Raise AccountChanged otherwise.
+        """
         new = _as_bytes(new)
         if self.flavour == "ad":
             self._ad_modify(account, [(ldap3.MODIFY_REPLACE, [_ad_password(new)])], "service")
             return
         if not unlock and account.locked:
             raise PasswordRejected("locked")
-        self._run("service", lambda conn: self._password_modify(conn, account.dn, None, new))
+        if as_read:
+            self._run("service", lambda conn: self._replace_if_unchanged(conn, account, new))
+        else:
+            self._run("service", lambda conn: self._password_modify(conn, account.dn, None, new))
+
+    def _replace_if_unchanged(self, conn, account: Account, new: bytes) -> None:
+        if account.password_state:
+            clauses = "".join(f"(userPassword={escape_filter_chars(v)})" for v in account.password_state)
+            assertion = f"(&{clauses})"
+        else:
+            assertion = "(!(userPassword=*))"
+        compiled = compile_filter(parse_filter(assertion, None, False, True, None, False).elements[0])
+        controls = [(ASSERTION_OID, True, asn1_encode(compiled)), (PPOLICY_OID, False, None)]
+        conn.modify(account.dn, {"userPassword": [(ldap3.MODIFY_REPLACE, [new])]}, controls=controls)
+        result = conn.result
+        if result["result"] == 0:
+            return
+        if result["result"] == 122:  # assertionFailed
+            raise AccountChanged("the password changed since the account was read")
+        if result["result"] in (51, 52, 80):
+            raise DirectoryUnavailable(result["description"])
+        policy = _policy_of(result)
+        if policy.error is not None:
+            raise PasswordRejected(PPOLICY_ERRORS.get(policy.error, "rejected"), result.get("message", ""))
+        raise PasswordRejected("rejected", result.get("message", ""))
 
     def _password_modify(self, conn, user_dn, old: bytes | None, new: bytes) -> None:
         # RFC 3062 Password Modify, with the policy control so that refusals come with a reason.

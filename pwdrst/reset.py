@@ -6,7 +6,7 @@ from flask import Blueprint, abort, current_app, redirect, render_template, sess
 from flask_babel import lazy_gettext as _l
 
 from pwdrst import audit, mail, ratelimit
-from pwdrst.directory import AmbiguousAccount, PasswordRejected, directory
+from pwdrst.directory import AccountChanged, AmbiguousAccount, PasswordRejected, directory
 from pwdrst.extensions import client_address
 from pwdrst.forms import IdentifierForm, NewPasswordForm
 from pwdrst.messages import refusal
@@ -170,8 +170,13 @@ def new_password():
             abort(429)
         try:
             directory.reset_password(
-                account, form.new_password.data, unlock=current_app.config["RESET_UNLOCKS_ACCOUNT"]
+                account, form.new_password.data, unlock=current_app.config["RESET_UNLOCKS_ACCOUNT"], as_read=True
             )
+        except AccountChanged:
+            # The same link was used a moment ago (another tab, a double click): it worked once.
+            session.pop("reset", None)
+            session.pop("reset_login", None)
+            return refused(TokenUsed("used"))
         except PasswordRejected as exc:
             form.new_password.errors.append(refusal(exc.reason))
             audit.log("password_reset", "refused", account=account.login, reason=exc.reason, purpose=held.purpose)

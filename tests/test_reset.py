@@ -421,3 +421,44 @@ def test_locked_account_stays_locked_when_configured(client, smtp, slapd, make_p
 
 def test_csrf_token_is_on_the_request_page(client):
     assert csrf_token(client.get("/reset").get_data(as_text=True))
+
+
+def test_a_link_used_twice_at_the_same_moment_writes_once(app, smtp, slapd, make_person, monkeypatch):
+    """Both submissions pass the link check before either writes; the directory lets one through."""
+    import threading
+
+    from pwdrst.directory import Directory
+
+    person = make_person()
+    first, second = app.test_client(), app.test_client()
+    request_reset(first, person.uid)
+    link = mail_link(smtp.wait_for(1)[0])
+    tokens = []
+    for client in (first, second):
+        client.get(link_path(link))
+        tokens.append(csrf_token(client.get("/reset/new").get_data(as_text=True)))
+    both_checked = threading.Barrier(2, timeout=10)
+    real_reset = Directory.reset_password
+
+    def reset_after_both_checked(self, *args, **kwargs):
+        both_checked.wait()  # both requests have verified the link against the same password state
+        return real_reset(self, *args, **kwargs)
+
+    monkeypatch.setattr(Directory, "reset_password", reset_after_both_checked)
+    answers = {}
+    passwords = {first: "Pierwsza-karta-przegladarki-1", second: "Druga-karta-przegladarki-22"}
+
+    def submit_in(client, token):
+        form = {"csrf_token": token, "new_password": passwords[client], "confirm": passwords[client]}
+        answers[client] = client.post("/reset/new", data=form)
+
+    threads = [threading.Thread(target=submit_in, args=pair) for pair in zip((first, second), tokens, strict=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    statuses = sorted(a.status_code for a in answers.values())
+    assert statuses == [303, 410]
+    winner = next(c for c, a in answers.items() if a.status_code == 303)
+    assert can_bind(slapd, person.dn, passwords[winner])
+    assert "Link został już użyty" in next(a for a in answers.values() if a.status_code == 410).get_data(as_text=True)
