@@ -253,52 +253,48 @@ class ConnectionPool:
         return tab
 
 
-def scenario_reset(port, people, concurrency):
+def closed_loop(port, concurrency, items, action, prepare=None):
+    """Share items over `concurrency` keep-alive connections; run action(tab, item) for each, timed."""
     tabs = browsers(port, concurrency)
     for tab in tabs:
+        if prepare:
+            prepare(tab)
+    tasks = [[(lambda t, i=i: action(t, i)) for i in group] for group in split(items, concurrency)]
+    try:
+        return loadgen.run(tabs, tasks)
+    finally:
+        for tab in tabs:
+            tab.close()
+
+
+def scenario_reset(port, people, concurrency):
+    def prepare(tab):
         tab.token = tab.csrf("/reset")
 
     def request(tab, person):
-        status, headers, _ = tab.request("POST", "/reset", {"csrf_token": tab.token, "identifier": person.mail[0]})
+        status, _, _ = tab.request("POST", "/reset", {"csrf_token": tab.token, "identifier": person.mail[0]})
         return status == 303
 
-    tasks = [[(lambda t, p=p: request(t, p)) for p in group] for group in split(people, concurrency)]
-    result = loadgen.run(tabs, tasks)
-    for tab in tabs:
-        tab.close()
-    return result
+    return closed_loop(port, concurrency, people, request, prepare)
 
 
 def scenario_links(port, links, concurrency, generation):
-    tabs = browsers(port, concurrency)
-
     def use(tab, item):
         person, link = item
         tab.cookies.clear()
-        status, headers, _ = tab.request("GET", link.split(f"{port}", 1)[1])
+        status, _, _ = tab.request("GET", link.split(f"{port}", 1)[1])
         if status != 303:
             return False
         token = tab.csrf("/reset/new")
         new = new_password(int(person.uid[1:]), generation)
-        status, headers, _ = tab.request(
-            "POST", "/reset/new", {"csrf_token": token, "new_password": new, "confirm": new}
-        )
+        status, _, _ = tab.request("POST", "/reset/new", {"csrf_token": token, "new_password": new, "confirm": new})
         return status == 303
 
-    tasks = [[(lambda t, i=i: use(t, i)) for i in group] for group in split(links, concurrency)]
-    result = loadgen.run(tabs, tasks)
-    for tab in tabs:
-        tab.close()
-    return result
+    return closed_loop(port, concurrency, links, use)
 
 
 def scenario_page(port, count, concurrency):
-    tabs = browsers(port, concurrency)
-    tasks = [[(lambda t: t.request("GET", "/reset")[0] == 200)] * (count // concurrency) for _ in tabs]
-    result = loadgen.run(tabs, tasks)
-    for tab in tabs:
-        tab.close()
-    return result
+    return closed_loop(port, concurrency, range(count), lambda tab, _: tab.request("GET", "/reset")[0] == 200)
 
 
 def issue_links(env, people, max_age=3600):
