@@ -305,12 +305,12 @@ def issue_links(env, people, max_age=3600):
     )
     try:
         from pwdrst import create_app
-        from pwdrst.reset import issue_link
+        from pwdrst.links import reset_link
 
         app = create_app()
         with app.app_context():
             directory = app.extensions["pwdrst.directory"]
-            links = [(p, issue_link(directory.get_account(p.uid), "helpdesk", max_age)) for p in people]
+            links = [(p, reset_link(directory.get_account(p.uid), "helpdesk", max_age)) for p in people]
             directory.close()
         return links
     finally:

@@ -6,7 +6,7 @@ from flask import Flask
 from flask_babel import get_locale
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from pwdrst import audit, cli, config, directory, display, errors, mail, policy, security
+from pwdrst import audit, cli, config, directory, display, errors, identity, mail, policy, security
 from pwdrst.extensions import babel, csrf, limiter, select_locale
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -25,6 +25,7 @@ def create_app(test_config=None):
     audit.init_app(app)
     security.init_app(app)
     errors.init_app(app)
+    identity.init_app(app)
     _register_blueprints(app)
     _configure_templates(app)
     cli.init_app(app)

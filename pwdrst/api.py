@@ -1,8 +1,9 @@
 """The JSON endpoint behind the browser's strength meter."""
 
-from flask import Blueprint, current_app, jsonify, request, session
+from flask import Blueprint, jsonify, request, session
 from flask_babel import gettext as _
 
+from pwdrst import ratelimit
 from pwdrst.directory import DirectoryError, directory
 from pwdrst.extensions import limiter
 from pwdrst.policy import check_password
@@ -25,7 +26,7 @@ def page_account():
 
 
 @bp.post("/strength")
-@limiter.limit(lambda: current_app.config["RATELIMIT_STRENGTH"])
+@limiter.limit(ratelimit.strength_limit)
 def strength():
     """Answer the policy's verdict on a password, for the meter."""
     data = request.get_json(silent=True)

@@ -10,11 +10,11 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from pwdrst import audit
-from pwdrst.directory import AmbiguousAccount, DirectoryError, directory
+from pwdrst import links
+from pwdrst.directory import DirectoryError, directory
 from pwdrst.display import mask_address
+from pwdrst.links import CannotIssue
 from pwdrst.mail import mail_queue
-from pwdrst.reset import issue_link, send_link
 
 
 def init_app(app) -> None:
@@ -72,31 +72,17 @@ def checked_max_age(max_age: int | None) -> int:
     return max_age
 
 
-def issue_for(identifier: str, send: bool, max_age: int, actor: str, dry_run: bool = False, allow_protected=False):
-    """Issue one person's link; return (outcome, detail, link or None). Audited."""
+def report_row(identifier: str, max_age: int, actor: str, dry_run: bool) -> tuple[str, str]:
+    """Mail one person's link and return the report's (outcome, detail) for it."""
     try:
-        account = directory.find_account(identifier)
-    except AmbiguousAccount as exc:
-        audit.log("cli_link", "ambiguous", account=None, actor=actor, accounts=list(exc.dns))
-        return "ambiguous", "several accounts: " + "; ".join(exc.dns), None
-    if account is None:
-        audit.log("cli_link", "unknown", account=None, actor=actor)
-        return "unknown", "no such account", None
-    if not allow_protected and directory.is_member(account, current_app.config["LDAP_PROTECTED_GROUP"]):
-        audit.log("cli_link", "protected", account=account.login, actor=actor)
-        return "protected", f"{account.login} is in the protected group", None
-    if send and not account.recovery_addresses:
-        audit.log("cli_link", "no_recovery_address", account=account.login, actor=actor)
-        return "no_recovery_address", f"{account.login} has no recovery address", None
+        account, _ = links.issue_admin_link(identifier, True, max_age, actor, dry_run)
+    except CannotIssue as exc:
+        return exc.reason, exc.detail
+    except DirectoryError as exc:
+        return "error", explain_directory_error(exc)
     if dry_run:
-        return "would_send" if send else "would_print", account.login, None
-    link = issue_link(account, "helpdesk", max_age)
-    if not send:
-        audit.log("cli_link", "printed", account=account.login, actor=actor, delivery="shown")
-        return "printed", account.login, link
-    send_link(account, account.recovery_addresses, link, max_age=max_age, issued_by="administrator")
-    audit.log("cli_link", "sent", account=account.login, actor=actor, delivery="recovery")
-    return "sent", ", ".join(mask_address(a) for a in account.recovery_addresses), None
+        return "would_send", account.login
+    return "sent", ", ".join(mask_address(a) for a in account.recovery_addresses)
 
 
 def deliver_queued_mail(count: int) -> None:
@@ -115,14 +101,15 @@ def deliver_queued_mail(count: int) -> None:
 def issue_link_command(identifier, send, max_age, allow_protected):
     """Issue a reset link for one person, by login or any address."""
     max_age = checked_max_age(max_age)
-    outcome, detail, link = issue_for(identifier, send, max_age, cli_actor(), allow_protected=allow_protected)
-    if outcome == "printed":
+    try:
+        account, link = links.issue_admin_link(identifier, send, max_age, cli_actor(), allow_protected=allow_protected)
+    except CannotIssue as exc:
+        raise click.ClickException(f"{exc.reason}: {exc.detail}") from None
+    if link:
         click.echo(link)
         return
-    if outcome != "sent":
-        raise click.ClickException(f"{outcome}: {detail}")
     deliver_queued_mail(1)
-    click.echo(f"sent to {detail}")
+    click.echo("sent to " + ", ".join(mask_address(a) for a in account.recovery_addresses))
 
 
 @click.command("bulk-issue")
@@ -149,10 +136,7 @@ def bulk_issue(csv_file, dry_run, report, max_age):
                 outcome, detail = "duplicate", "already in this file"
             else:
                 seen.add(identifier.lower())
-                try:
-                    outcome, detail, _ = issue_for(identifier, True, max_age, actor, dry_run=dry_run)
-                except DirectoryError as exc:
-                    outcome, detail = "error", explain_directory_error(exc)
+                outcome, detail = report_row(identifier, max_age, actor, dry_run)
             counts[outcome] = counts.get(outcome, 0) + 1
             writer.writerow([identifier, outcome, detail])
     if counts.get("sent"):

@@ -78,10 +78,9 @@ class PasswordExpired(DirectoryError):
 class PasswordRejected(DirectoryError):
     """The directory refused a new password; `reason` is a code the UI translates."""
 
-    def __init__(self, reason: str, detail: str = ""):
+    def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
-        self.detail = detail
 
 
 class AccountChanged(DirectoryError):
@@ -558,11 +557,6 @@ class Directory:
                     holders.setdefault(address.lower(), set()).add(other.login)
         return {address: sorted(logins) for address, logins in holders.items() if len(logins) > 1}
 
-    def reload(self, account: Account) -> Account | None:
-        """Read the account again (its state may have changed)."""
-        entries = self._search(account.dn, f"{self.user_filter}", self._account_attributes, scope=ldap3.BASE)
-        return self._account(entries[0]) if entries else None
-
     def groups_of(self, account: Account, group_dns) -> set[str]:
         """Return which of the given groups the account is a member of."""
         return {dn for dn in group_dns if dn and self.is_member(account, dn)}
@@ -624,8 +618,8 @@ class Directory:
             raise PasswordExpired(account, 0, bound=False)
         raise InvalidCredentials()
 
-    def change_password(self, account: Account, current: str | bytes, new: str | bytes) -> str:
-        """Change the password as the person; return "self" or, for an expired one, "expired".
+    def change_password(self, account: Account, current: str | bytes, new: str | bytes) -> bool:
+        """Change the password as the person; return True if the service account had to write it.
 
         The directory's own policy applies. An expired password with no grace login left cannot
         bind, but the server's passwordExpired answer proves it right: the service account then
@@ -638,7 +632,7 @@ class Directory:
                 [(ldap3.MODIFY_DELETE, [_ad_password(current)]), (ldap3.MODIFY_ADD, [_ad_password(new)])],
                 "user",
             )
-            return "self"
+            return False
 
         def change(conn):
             outcome = self._bind_outcome(account, self._bind_as(conn, account.dn, current))
@@ -650,10 +644,10 @@ class Directory:
             if expired.bound:
                 # A grace login: the bind succeeded, so the person may change it themselves.
                 self._run("user", lambda conn: self._password_modify(conn, None, current, new))
-                return "self"
+                return False
             self.reset_password(account, new, unlock=False)
-            return "expired"
-        return "self"
+            return True
+        return False
 
     def reset_password(self, account: Account, new: str | bytes, unlock: bool = True, as_read: bool = False) -> None:
         """Set a new password as the service account (quality checks still apply: write, not manage).
@@ -691,8 +685,8 @@ class Directory:
             raise DirectoryUnavailable(result["description"])
         policy = _policy_of(result)
         if policy.error is not None:
-            raise PasswordRejected(PPOLICY_ERRORS.get(policy.error, "rejected"), result.get("message", ""))
-        raise PasswordRejected("rejected", result.get("message", ""))
+            raise PasswordRejected(PPOLICY_ERRORS.get(policy.error, "rejected"))
+        raise PasswordRejected("rejected")
 
     def _password_modify(self, conn, user_dn, old: bytes | None, new: bytes) -> None:
         # RFC 3062 Password Modify, with the policy control so that refusals come with a reason.
@@ -704,14 +698,14 @@ class Directory:
             raise DirectoryUnavailable(result["description"])
         policy = _policy_of(result)
         if policy.error is not None:
-            raise PasswordRejected(PPOLICY_ERRORS.get(policy.error, "rejected"), result.get("message", ""))
+            raise PasswordRejected(PPOLICY_ERRORS.get(policy.error, "rejected"))
         if result["result"] == 49:
             raise PasswordRejected("wrong_current")
         if result["result"] == 50:
-            raise PasswordRejected("not_allowed", result.get("message", ""))
+            raise PasswordRejected("not_allowed")
         if result["result"] == 53 and "old password" in (result.get("message") or "").lower():
-            raise PasswordRejected("wrong_current", result.get("message", ""))
-        raise PasswordRejected("rejected", result.get("message", ""))
+            raise PasswordRejected("wrong_current")
+        raise PasswordRejected("rejected")
 
     def _ad_modify(self, account: Account, changes, kind: str) -> None:
         def modify(conn):
@@ -720,10 +714,10 @@ class Directory:
                 return
             message = conn.result.get("message") or ""
             if conn.result["result"] == 19 or "0000052D" in message:
-                raise PasswordRejected("insufficient_quality", message)
+                raise PasswordRejected("insufficient_quality")
             if conn.result["result"] == 49 or "00000056" in message:
-                raise PasswordRejected("wrong_current", message)
-            raise PasswordRejected("rejected", message)
+                raise PasswordRejected("wrong_current")
+            raise PasswordRejected("rejected")
 
         self._run(kind, modify)
 

@@ -8,6 +8,7 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError, SecurityError
 
 from pwdrst.directory import DirectoryUnavailable
+from pwdrst.ratelimit import RateLimited
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,10 @@ def init_app(app) -> None:
     def untrusted_host(error):
         # Not a page: building one needs the very Host header that was refused.
         return Response("400: nieznany host / unknown host\n", 400, mimetype="text/plain")
+
+    @app.errorhandler(RateLimited)
+    def rate_limited(error):
+        return render_error(429)
 
     @app.errorhandler(DirectoryUnavailable)
     def directory_unavailable(error):

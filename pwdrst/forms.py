@@ -1,5 +1,6 @@
 """The forms. Password rules live in policy.py; the validators here are thin wrappers around it."""
 
+from flask import current_app
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, IntegerField, PasswordField, RadioField, SelectChoice, StringField
@@ -14,9 +15,8 @@ from wtforms.validators import (
     ValidationError,
 )
 
+from pwdrst.directory import MAX_IDENTIFIER_LENGTH as IDENTIFIER_MAX
 from pwdrst.policy import check_password
-
-IDENTIFIER_MAX = 256
 
 
 def email_validators():
@@ -87,14 +87,34 @@ class ChangePasswordForm(NewPasswordForm):
         super().validate_new_password(field)
 
 
+def outside_address(address: str, account) -> bool:
+    """Return whether address may serve for recovery: not the organisation's, not the account's own."""
+    domain = address.rsplit("@", 1)[-1].lower()
+    for forbidden in current_app.config["RECOVERY_FORBIDDEN_DOMAINS"]:
+        forbidden = forbidden.lower().lstrip(".")
+        if domain == forbidden or domain.endswith("." + forbidden):
+            return False
+    return address.lower() not in {a.lower() for a in account.addresses}
+
+
 class RecoveryAddressForm(FlaskForm):
-    """A private address for reset links."""
+    """A private address for reset links, outside the organisation."""
 
     address = EmailField(
         _l("Recovery e-mail address"),
         validators=[DataRequired(_l("Enter an e-mail address.")), *email_validators()],
     )
     replace = BooleanField(_l("Replace my current recovery addresses with this one"))
+
+    def __init__(self, *args, account=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.account = account
+
+    def validate_address(self, field):
+        if not outside_address(field.data.strip(), self.account):
+            raise ValidationError(
+                _l("Use a private address outside the university: it must work when your university mailbox does not.")
+            )
 
 
 class RemoveRecoveryForm(FlaskForm):

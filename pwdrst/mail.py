@@ -1,7 +1,9 @@
-"""Mail: messages rendered from .txt + .html templates and sent off the request path.
+"""Mail: every message pwdrst sends, rendered from .txt + .html templates and sent off the request path.
 
-The only module that imports Flask-Mail. `send` renders the message in the request's language and
-puts it on a queue; worker threads deliver it, retrying with the delays of MAIL_RETRY_DELAYS while
+The only module that imports Flask-Mail. Each message is a named function (`reset_link`,
+`helpdesk_link`, `recovery_confirmation`, `password_changed`, `recovery_changed`) that takes domain
+values, and queues the mail in the request's language; its `draft` attribute returns the unsent
+mail, for tests. Worker threads render and deliver it, retrying with the delays of MAIL_RETRY_DELAYS while
 the SMTP server refuses or is down. Every attempt is logged with the mail's kind and recipients,
 never its body (which may carry a link). At shutdown, pending mail gets MAIL_SHUTDOWN_GRACE seconds;
 what is still undelivered is logged as an error, recipient by recipient.
@@ -15,9 +17,12 @@ import smtplib
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import wraps
 
 from flask import current_app, render_template
 from flask_babel import force_locale, get_locale
+from flask_babel import lazy_gettext as _l
 from flask_mail import Connection, Mail, Message
 
 logger = logging.getLogger(__name__)
@@ -105,7 +110,6 @@ class MailQueue:
         self._in_flight: dict[int, Job] = {}
         self._workers: list[threading.Thread] = []
         self._closing = False
-        self.delivered = 0
         self.failed = 0
 
     def put(self, kind: str, message: Message) -> None:
@@ -203,7 +207,6 @@ class MailQueue:
                 heapq.heappush(self._heap, job)
                 self._cond.notify()
             return
-        self.delivered += 1
         logger.info("mail %s to %s delivered (attempt %d)", job.kind, recipients, job.attempt + 1)
 
     def pending(self) -> int:
@@ -252,16 +255,6 @@ def mail_queue() -> MailQueue:
     return current_app.extensions["pwdrst.mail"]
 
 
-def send(kind: str, recipients, subject, template: str, **context) -> None:
-    """Queue a mail from templates/mail/<template>.txt and .html, in the current language.
-
-    Rendering happens in the worker, not here, so that a request that sends mail takes the same
-    time as one that does not. The context must be plain data (no lazy objects bound to a request).
-    """
-    queue = mail_queue()
-    queue.put(kind, MailJob(list(recipients), subject, template, str(get_locale() or "pl"), context))
-
-
 @dataclass
 class MailJob:
     """A mail to render in the worker."""
@@ -281,3 +274,64 @@ class MailJob:
                 body=render_template(f"mail/{self.template}.txt", **context),
                 html=render_template(f"mail/{self.template}.html", **context),
             )
+
+
+# ---------------------------------------------------------------- the messages
+
+
+def message(template: str, subject):
+    """Make a message function from one that returns (recipients, template context).
+
+    Calling the result queues the mail; its `draft(...)` returns the MailJob without queueing it.
+    Rendering happens in the worker, not in the request, so that a request that sends mail takes
+    the same time as one that does not. The context must be plain data (nothing bound to a request).
+    """
+
+    def decorate(compose):
+        def draft(*args, **kwargs) -> MailJob:
+            recipients, context = compose(*args, **kwargs)
+            return MailJob(list(recipients), subject, template, str(get_locale() or "pl"), context)
+
+        @wraps(compose)
+        def send(*args, **kwargs) -> None:
+            mail_queue().put(template, draft(*args, **kwargs))
+
+        send.draft = draft
+        return send
+
+    return decorate
+
+
+def _about(account) -> dict:
+    return {"login": account.login, "display_name": account.display_name}
+
+
+@message("reset", _l("Set a new password"))
+def reset_link(account, recipients, link: str, max_age: int):
+    """Mail a reset link the person asked for, valid max_age seconds."""
+    return recipients, {**_about(account), "link": link, "minutes": max_age // 60, "hours": max_age // 3600}
+
+
+@message("reset", _l("Set a new password"))
+def helpdesk_link(account, recipients, link: str, max_age: int, issued_by: str):
+    """Mail a reset link that the helpdesk or an administrator ("helpdesk", "administrator") issued."""
+    context = {**_about(account), "link": link, "minutes": max_age // 60, "hours": max_age // 3600}
+    return recipients, {**context, "issued_by": issued_by}
+
+
+@message("recovery_confirm", _l("Confirm your recovery address"))
+def recovery_confirmation(account, address: str, link: str, hours: int):
+    """Mail the link that confirms a new recovery address to that address."""
+    return [address], {**_about(account), "link": link, "hours": hours}
+
+
+@message("password_changed", _l("Your password was changed"))
+def password_changed(account, client: str, when: datetime | None = None):
+    """Tell every address of the account that its password changed, when and from where."""
+    return account.all_addresses, {**_about(account), "client": client, "when": when or datetime.now(UTC)}
+
+
+@message("recovery_changed", _l("Your recovery address was changed"))
+def recovery_changed(account, recipients, client: str, when: datetime | None = None):
+    """Tell the previous recovery addresses that the recovery addresses changed, when and from where."""
+    return recipients, {**_about(account), "client": client, "when": when or datetime.now(UTC)}

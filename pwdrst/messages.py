@@ -1,6 +1,7 @@
-"""Sentences for the directory's refusals, shared by every flow that writes a password."""
+"""Sentences for people: the directory's refusals and the notices flashed after a login or a change."""
 
 from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 
 REFUSALS = {
     "too_short": _l("The directory refused the password as too short."),
@@ -21,3 +22,45 @@ REFUSALS = {
 def refusal(reason: str) -> str:
     """Return the sentence for a directory refusal reason."""
     return str(REFUSALS.get(reason, REFUSALS["rejected"]))
+
+
+def expiry_notice(seconds: int) -> str:
+    """Return the warning that the password expires soon."""
+    days = max(1, seconds // 86400)
+    return ngettext(
+        "Your password expires in %(num)d day. Change it now.",
+        "Your password expires in %(num)d days. Change it now.",
+        days,
+    )
+
+
+def expired_notice(expired) -> str:
+    """Return the notice for a login with an expired password (a PasswordExpired)."""
+    if expired.bound:
+        return str(
+            _l("Your password has expired. Set a new one now (grace logins left: %(n)d).", n=expired.grace_remaining)
+        )
+    return str(_l("Your password has expired. Set a new one now."))
+
+
+def confirmation_sent(address: str) -> str:
+    """Return the notice that a confirmation link went to a new recovery address."""
+    return str(
+        _l("We have sent a confirmation link to %(address)s. The address is saved once you open it.", address=address)
+    )
+
+
+def issue_refusals(refused, form) -> list[str]:
+    """Return the sentences for a helpdesk link that could not be issued (a CannotIssue)."""
+    if refused.reason == "no_recovery_address":
+        return [str(_l("This account has no recovery address. Send the link to an address you checked, or show it."))]
+    return [str(error) for errors in form.errors.values() for error in errors]
+
+
+def link_sent(max_age: int) -> str:
+    """Return the notice that a helpdesk link was sent."""
+    return ngettext(
+        "The link was sent. It is valid for %(num)d hour and dies at the first password change.",
+        "The link was sent. It is valid for %(num)d hours and dies at the first password change.",
+        max_age // 3600,
+    )

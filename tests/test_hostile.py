@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pwdrst import create_app, sandbox
-from pwdrst.tokens import make_token
+from pwdrst.links import make_token
 from tests.conftest import base_config, csrf_token
 
 SCALE = float(os.environ.get("PWDRST_TEST_HYPOTHESIS_SCALE", "1"))

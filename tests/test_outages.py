@@ -5,12 +5,13 @@ import subprocess
 import sys
 import textwrap
 import time
+from types import SimpleNamespace
 
 import pytest
 
 from pwdrst import create_app, sandbox
+from pwdrst.links import make_token
 from pwdrst.sandbox import SmtpSink, free_port
-from pwdrst.tokens import make_token
 from tests.conftest import ROOT, base_config, csrf_token, submit
 from tests.test_account import login
 
@@ -163,9 +164,9 @@ def test_shutdown_with_smtp_down_logs_each_undelivered_recipient(slapd, smtp):
 
         app = create_app(base_config(Fake, Fake, MAIL_SHUTDOWN_GRACE=1, MAIL_RETRY_DELAYS=[30]))
         with app.test_request_context():
+            from types import SimpleNamespace
             from pwdrst import mail
-            mail.send("reset", ["waiting.person@private.example"], "subject", "reset", link="x", login="l",
-                      display_name="d", minutes=60, hours=1, issued_by=None)
+            mail.reset_link(SimpleNamespace(login="l", display_name="d"), ["waiting.person@private.example"], "x", 3600)
         """
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=ROOT)
@@ -185,18 +186,8 @@ def test_hung_smtp_server_times_out_and_the_mail_is_retried(slapd, smtp, caplog)
         with app.test_request_context():
             from pwdrst import mail
 
-            mail.send(
-                "reset",
-                ["patient.person@private.example"],
-                "subject",
-                "reset",
-                link="x",
-                login="l",
-                display_name="d",
-                minutes=60,
-                hours=1,
-                issued_by=None,
-            )
+            person = SimpleNamespace(login="l", display_name="d")
+            mail.reset_link(person, ["patient.person@private.example"], "x", 3600)
         queue = app.extensions["pwdrst.mail"]
         started = time.monotonic()
         while "undelivered after 2 attempts" not in caplog.text and time.monotonic() - started < 10:

@@ -8,7 +8,7 @@ import pytest
 from itsdangerous.timed import TimestampSigner
 
 from pwdrst import create_app
-from pwdrst.tokens import make_token
+from pwdrst.links import make_token
 from tests.conftest import audit_events, base_config, csrf_token, link_path, mail_link, mail_text, submit
 
 NEW_PASSWORD = "Nowe-haslo-z-lasu-nad-rzeka-44"

@@ -1,0 +1,181 @@
+"""Who is asking: logging in, the session that remembers it, and the roles that grant the helpdesk.
+
+Views of every blueprint guard themselves with `login_required` and `staff_required` from here, so
+that no blueprint imports another.
+"""
+
+from functools import wraps
+
+from flask import abort, current_app, g, redirect, request, session, url_for
+
+from pwdrst import audit, ratelimit
+from pwdrst.directory import (
+    Account,
+    AccountLocked,
+    AmbiguousAccount,
+    Authentication,
+    DirectoryError,
+    InvalidCredentials,
+    PasswordExpired,
+    directory,
+)
+
+# Pages a person whose password has expired may still reach (the "must change" path).
+MUST_CHANGE_ALLOWED = {"account.change_password", "account.logout", "api.strength", "static", "main.set_language"}
+
+# What the session remembers of the account: enough for the policy's personal words, the page and
+# the notification mail, so that a password change costs the directory what the change itself does
+# (a bind and Password Modify), not a search as well. The cookie is signed: it cannot be forged.
+SESSION_ACCOUNT = ("dn", "login", "display_name", "given_name", "surname", "addresses", "recovery_addresses")
+
+
+class LoginLimited(DirectoryError):
+    """Too many failed logins for this client or this identifier: refused before any bind."""
+
+
+# ---------------------------------------------------------------- roles
+
+
+def staff_roles(account: Account) -> set[str]:
+    """Return the account's helpdesk roles: "helpdesk" and/or "admin" (admins have every helpdesk right)."""
+    config = current_app.config
+    groups = directory.groups_of(account, [config["LDAP_HELPDESK_GROUP"], config["LDAP_ADMIN_GROUP"]])
+    roles = set()
+    if config["LDAP_ADMIN_GROUP"] in groups:
+        roles |= {"admin", "helpdesk"}
+    if config["LDAP_HELPDESK_GROUP"] in groups:
+        roles.add("helpdesk")
+    return roles
+
+
+def is_protected(account: Account) -> bool:
+    """Return whether the account is in the protected group (only admins may handle it)."""
+    return directory.is_member(account, current_app.config["LDAP_PROTECTED_GROUP"])
+
+
+# ---------------------------------------------------------------- logging in
+
+
+def log_in(identifier: str, password: str) -> Authentication:
+    """Bind as the person; failures are counted, and limits checked before the directory hears of it.
+
+    Raise LoginLimited, InvalidCredentials, AccountLocked, AmbiguousAccount or PasswordExpired.
+    """
+    if not ratelimit.login_allowed(identifier):
+        audit.log("login", "limited", account=None, identifier_known=False)
+        raise LoginLimited()
+    try:
+        auth = directory.authenticate(identifier, password)
+    except InvalidCredentials:
+        ratelimit.login_failed(identifier)
+        audit.log("login", "failed", reason="invalid_credentials")
+        raise
+    except AccountLocked:
+        audit.log("login", "failed", reason="locked")
+        raise
+    except AmbiguousAccount as exc:
+        audit.log("login", "failed", reason="ambiguous", accounts=list(exc.dns))
+        raise
+    except PasswordExpired as exc:
+        audit.log("login", "ok", account=exc.account.login, must_change=True, grace_remaining=exc.grace_remaining)
+        start_session(exc.account, must_change=True)
+        raise
+    audit.log("login", "ok", account=auth.account.login)
+    start_session(auth.account)
+    return auth
+
+
+def start_session(account: Account, must_change: bool = False) -> None:
+    """Begin a fresh session (a new CSRF token, nothing carried over) for the account."""
+    session.clear()
+    session.permanent = True
+    session["login"] = account.login
+    session["account"] = {name: getattr(account, name) for name in SESSION_ACCOUNT}
+    session["staff"] = bool(staff_roles(account))
+    if must_change:
+        session["must_change"] = True
+
+
+def end_session() -> None:
+    """Forget who is logged in."""
+    if session.get("login"):
+        audit.log("logout", "ok", account=session["login"])
+    session.clear()
+
+
+def current_account() -> Account:
+    """Return the logged-in person's account, read again from the directory."""
+    account = directory.get_account(session["login"])
+    if account is None:
+        session.clear()
+        abort(403)
+    session["account"] = {name: getattr(account, name) for name in SESSION_ACCOUNT}
+    return account
+
+
+def session_account() -> Account:
+    """Return the logged-in person's account as the session remembers it (read afresh if it does not)."""
+    held = session.get("account")
+    if not isinstance(held, dict) or held.get("login") != session["login"] or set(held) != set(SESSION_ACCOUNT):
+        return current_account()
+    return Account(
+        **{name: tuple(value) if isinstance(value, list) else value for name, value in held.items()},
+        locked=False,
+        password_expired=False,
+        password_changed_at=None,
+        fingerprint="",
+    )
+
+
+def safe_next(target: str | None) -> str:
+    """Return target if it is a path on this site, else the change form."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return request.script_root + target
+    return url_for("account.change_password")
+
+
+# ---------------------------------------------------------------- guards
+
+
+def login_required(view):
+    """Send a visitor without a session to the login page, then back."""
+
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        if not session.get("login"):
+            return redirect(url_for("account.login", next=request.path))
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def staff_required(view):
+    """Let only helpdesk and admin group members in; others get a 403 page (and an audit line)."""
+
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        if not session.get("login"):
+            if request.method == "GET":
+                return redirect(url_for("account.login", next=request.path))
+            abort(403)
+        me = directory.get_account(session["login"])
+        roles = staff_roles(me) if me else set()
+        if "helpdesk" not in roles:
+            audit.log("helpdesk_refused", "not_staff", account=None, actor=session["login"], path=request.path)
+            abort(403)
+        g.staff_account, g.roles = me, roles
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def init_app(app) -> None:
+    """Know who is logged in on every request, and keep a must-change session on the change form."""
+
+    @app.before_request
+    def load_person():
+        g.login = session.get("login")
+        g.staff = session.get("staff", False)
+        if g.login and session.get("must_change") and request.endpoint not in MUST_CHANGE_ALLOWED:
+            return redirect(url_for("account.change_password"))
+        return None
