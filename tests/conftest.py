@@ -249,3 +249,11 @@ def link_path(link: str, public_url: str = "https://pwdrst.uni.example/pwdrst") 
     """Turn a link built from PUBLIC_URL into a path for the test client."""
     assert link.startswith(public_url + "/"), link
     return link[len(public_url) :]
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        help="rewrite the golden files of tests/test_mail_messages.py from what the code renders now",
+    )
