@@ -15,8 +15,7 @@ import string
 import sys
 import time
 
-from pwdrst import policy as policy_module
-from pwdrst import sandbox
+from pwdrst import matcher, sandbox
 from pwdrst.policy import Policy
 
 LENGTHS = (8, 16, 32, 64, 128, 1_000, 10_000)
@@ -89,8 +88,8 @@ def agreement(policy: Policy, passwords):
     bounded = [policy.check(p, JAN).score for p in passwords]
     # Full zxcvbn: the original l33t enumeration and the whole password.
     patched = matching.enumerate_l33t_subs, matching.dictionary_match
-    matching.enumerate_l33t_subs = policy_module._zxcvbn_enumerate_l33t_subs
-    matching.dictionary_match = policy_module._zxcvbn_dictionary_match
+    matching.enumerate_l33t_subs = matcher._zxcvbn_enumerate_l33t_subs
+    matching.dictionary_match = matcher._zxcvbn_dictionary_match
     try:
         full = [zxcvbn(p, user_inputs=inputs)["score"] for p in passwords]
     finally:
