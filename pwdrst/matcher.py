@@ -16,12 +16,17 @@ never accepts what full zxcvbn would refuse). benchmarks/policy.py measures the 
 20 ms) and the agreement with full zxcvbn (100% of 3,000 ordinary passwords); tests/test_matcher.py
 proves that the bounded dictionary match finds exactly zxcvbn's matches, in zxcvbn's order.
 
+zxcvbn has no hook for either function, so bounded() puts the two replacements into zxcvbn.matching
+for the duration of one scoring call and puts zxcvbn's own back afterwards: importing this module
+patches nothing, and zxcvbn called outside score() is plain zxcvbn.
+
 Thread safety: zxcvbn keeps the user inputs in module-level state (matching.RANKED_DICTIONARIES),
-so scoring is serialised with a lock. The GIL serialises this CPU-bound work anyway, so the lock
-costs no throughput.
+and bounded() swaps module attributes, so scoring is serialised with a lock. The GIL serialises this
+CPU-bound work anyway, so the lock costs no throughput.
 """
 
 import threading
+from contextlib import contextmanager
 
 import marisa_trie
 import zxcvbn_pl
@@ -114,21 +119,36 @@ def _bounded_dictionary_match(password, _ranked_dictionaries=zxcvbn_matching.RAN
 
 
 def prepare() -> None:
-    """Register the Polish dictionaries with zxcvbn and install the bounded matchers (once).
+    """Register the Polish dictionaries with zxcvbn and build the union trie (once).
 
     Policy's constructor calls this, so that the union trie (about 40 ms) is built at start-up, not
     in somebody's first request. zxcvbn_pl.register() adds its dictionaries to zxcvbn's module-level
-    ones for the whole process, as zxcvbn-pl documents.
+    ones for the whole process, as zxcvbn-pl documents; the matchers are replaced only by bounded().
     """
     global _prepared
     with _lock:
         if _prepared:
             return
         zxcvbn_pl.register()  # Polish common words, first names, surnames and places
-        zxcvbn_matching.enumerate_l33t_subs = _bounded_l33t_subs
-        zxcvbn_matching.dictionary_match = _bounded_dictionary_match
         _union_of(_plain(zxcvbn_matching.RANKED_DICTIONARIES))
         _prepared = True
+
+
+@contextmanager
+def bounded():
+    """Hold the lock and put the bounded matchers in zxcvbn.matching for the block, then restore.
+
+    zxcvbn looks both functions up in its module at every call, so replacing them there is the only
+    way in; doing it for the block alone leaves zxcvbn itself untouched for any other caller.
+    """
+    with _lock:
+        saved = zxcvbn_matching.enumerate_l33t_subs, zxcvbn_matching.dictionary_match
+        zxcvbn_matching.enumerate_l33t_subs = _bounded_l33t_subs
+        zxcvbn_matching.dictionary_match = _bounded_dictionary_match
+        try:
+            yield
+        finally:
+            zxcvbn_matching.enumerate_l33t_subs, zxcvbn_matching.dictionary_match = saved
 
 
 def score(password: str, user_inputs: list[str]) -> dict:
@@ -136,7 +156,7 @@ def score(password: str, user_inputs: list[str]) -> dict:
     prepare()
     windows = [password] if len(password) <= WINDOW else [password[:WINDOW], password[-WINDOW:]]
     best = None
-    with _lock:
+    with bounded():
         for window in windows:
             _current_password.value = window
             result = zxcvbn(window, user_inputs=user_inputs)
