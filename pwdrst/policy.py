@@ -67,7 +67,6 @@ PROBLEM_MESSAGES = {
     ),
     "blocklisted": _l("This password is on the list of leaked or forbidden passwords."),
     "weak": _l("This password is too easy to guess. Add more words or make it longer."),
-    "mismatch": _l("The two passwords are not the same."),
 }
 
 
