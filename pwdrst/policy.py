@@ -1,131 +1,17 @@
 """The password policy: one pure function that every flow, the meter and the CLI share.
 
-The only module that imports zxcvbn. `Policy.check` returns every problem at once, each with a code
-and a translatable sentence, plus zxcvbn's score and feedback (translated).
-
-Bounded cost: zxcvbn's time explodes on crafted input (its l33t matcher enumerates substitution
-tables combinatorially, and its dictionary matcher tries every substring against every dictionary).
-So the cheap checks run first, and over-long input never reaches zxcvbn; zxcvbn then sees at most
-WINDOW characters (for longer input, the first and the last WINDOW characters, keeping the higher
-score: a substring's guesses never exceed the whole string's, so this never accepts what full
-zxcvbn would refuse); the l33t enumeration is capped at L33T_SUBS substitution tables, adding
-letters in order of how often they occur, so that an ordinary password (a few l33t characters)
-enumerates exactly what zxcvbn would; and dictionary matching asks a trie for the words starting
-at each position instead of trying every substring (the same matches, in the same order).
-benchmarks/policy.py measures the worst case (under 20 ms here) and the agreement with full
-zxcvbn (100% of 3,000 ordinary passwords).
-
-Thread safety: zxcvbn keeps the user inputs in module-level state (matching.RANKED_DICTIONARIES),
-so calls are serialised with a lock. The GIL serialises this CPU-bound work anyway, so the lock
-costs no throughput.
+`Policy.check` returns every problem at once, each with a code and a translatable sentence, plus
+zxcvbn's score and feedback (translated). The cheap checks run first, and over-long input never
+reaches zxcvbn; zxcvbn itself is asked through pwdrst.matcher, which bounds its cost.
 """
 
-import threading
 import unicodedata
 from dataclasses import dataclass, field
 
-import marisa_trie
-import zxcvbn_pl
 from flask import current_app
 from flask_babel import lazy_gettext as _l
-from zxcvbn import matching as zxcvbn_matching
-from zxcvbn import zxcvbn
 
-WINDOW = 40
-L33T_SUBS = 8
-
-_lock = threading.Lock()
-_zxcvbn_enumerate_l33t_subs = zxcvbn_matching.enumerate_l33t_subs
-_zxcvbn_dictionary_match = zxcvbn_matching.dictionary_match
-_setup_done = False
-
-
-def _bounded_l33t_subs(table):
-    """Enumerate l33t substitutions like zxcvbn, but never more than L33T_SUBS tables."""
-    subs = _zxcvbn_enumerate_l33t_subs(table)
-    if len(subs) <= L33T_SUBS:
-        return subs
-    password = getattr(_current_password, "value", "")
-    keys = sorted(table, key=lambda letter: -sum(password.count(c) for c in table[letter]))
-    chosen: dict = {}
-    subs = [{}]
-    for letter in keys:
-        trial = _zxcvbn_enumerate_l33t_subs({**chosen, letter: table[letter]})
-        if len(trial) > L33T_SUBS:
-            break
-        chosen[letter] = table[letter]
-        subs = trial
-    return subs
-
-
-_current_password = threading.local()
-_union_index: dict[tuple, object] = {}
-
-
-def _union_of(dictionaries: dict):
-    """Return one trie over the words of all the plain dictionaries (built once per set of them)."""
-    key = tuple((name, id(ranked)) for name, ranked in dictionaries.items())
-    if key not in _union_index:
-        _union_index.clear()
-        _union_index[key] = marisa_trie.Trie({word for ranked in dictionaries.values() for word in ranked})
-    return _union_index[key]
-
-
-def _bounded_dictionary_match(password, _ranked_dictionaries=zxcvbn_matching.RANKED_DICTIONARIES):
-    """zxcvbn's dictionary_match, asking tries for the words that start at each position.
-
-    zxcvbn tries every substring against every dictionary (quadratic in the length). Here one trie
-    over zxcvbn's own (plain) dictionaries, zxcvbn-pl's tries and a small trie of the user inputs
-    each list the words at position i in one call. The matches, and their order, are exactly zxcvbn's.
-    """
-    order = {name: n for n, name in enumerate(_ranked_dictionaries)}
-    plain = {n: d for n, d in _ranked_dictionaries.items() if n != "user_inputs" and not hasattr(d, "_trie")}
-    tries = [(_union_of(plain), list(plain.items()))]
-    tries += [(d._trie, [(n, d)]) for n, d in _ranked_dictionaries.items() if hasattr(d, "_trie")]
-    if "user_inputs" in _ranked_dictionaries:  # rebuilt at every call: a trie of its few words
-        inputs = _ranked_dictionaries["user_inputs"]
-        tries.append((marisa_trie.Trie(list(inputs)), [("user_inputs", inputs)]))
-    matches = []
-    length = len(password)
-    password_lower = password.lower()
-    for index, members in tries:
-        for i in range(length):
-            for word in index.prefixes(password_lower[i:length]):
-                j = i + len(word) - 1
-                for name, ranked in members:
-                    if word in ranked:
-                        matches.append(
-                            {
-                                "pattern": "dictionary",
-                                "i": i,
-                                "j": j,
-                                "token": password[i : j + 1],
-                                "matched_word": word,
-                                "rank": ranked[word],
-                                "dictionary_name": name,
-                                "reversed": False,
-                                "l33t": False,
-                            }
-                        )
-    return sorted(matches, key=lambda m: (m["i"], m["j"], order[m["dictionary_name"]]))
-
-
-def _setup_zxcvbn() -> None:
-    global _setup_done
-    if not _setup_done:
-        zxcvbn_pl.register()  # Polish common words, first names, surnames and places
-        zxcvbn_matching.enumerate_l33t_subs = _bounded_l33t_subs
-        zxcvbn_matching.dictionary_match = _bounded_dictionary_match
-        # Build the union trie now (about 40 ms), not in somebody's first request.
-        _union_of(
-            {
-                n: d
-                for n, d in zxcvbn_matching.RANKED_DICTIONARIES.items()
-                if n != "user_inputs" and not hasattr(d, "_trie")
-            }
-        )
-        _setup_done = True
-
+from pwdrst import matcher
 
 # zxcvbn's English feedback, through our catalogue.
 FEEDBACK = {
@@ -181,7 +67,6 @@ PROBLEM_MESSAGES = {
     ),
     "blocklisted": _l("This password is on the list of leaked or forbidden passwords."),
     "weak": _l("This password is too easy to guess. Add more words or make it longer."),
-    "mismatch": _l("The two passwords are not the same."),
 }
 
 
@@ -241,7 +126,7 @@ class Policy:
         self.min_score = min_score
         self.organisation_words = tuple(w.lower() for w in _words(organisation_words))
         self.blocklist = load_blocklist(blocklist_file) if blocklist_file else frozenset()
-        _setup_zxcvbn()
+        matcher.prepare()
 
     @classmethod
     def from_config(cls, config) -> "Policy":
@@ -286,14 +171,7 @@ class Policy:
 
     def _strength(self, password: str, account) -> tuple[int, object, tuple]:
         inputs = self._user_inputs(account)
-        windows = [password] if len(password) <= WINDOW else [password[:WINDOW], password[-WINDOW:]]
-        best = None
-        with _lock:
-            for window in windows:
-                _current_password.value = window
-                result = zxcvbn(window, user_inputs=inputs)
-                if best is None or result["score"] > best["score"]:
-                    best = result
+        best = matcher.score(password, inputs)
         warning = FEEDBACK.get(best["feedback"]["warning"], "")
         suggestions = [FEEDBACK[s] for s in best["feedback"]["suggestions"] if s in FEEDBACK]
         if not warning and best["score"] < self.min_score:
@@ -327,7 +205,7 @@ class Policy:
             if tokens & set(self.organisation_words):
                 return ORGANISATION_WARNING
             return PERSONAL_WARNING
-        if names & set(zxcvbn_pl.DICTIONARY_NAMES):
+        if names & matcher.POLISH_DICTIONARIES:
             return POLISH_WARNING
         return ""
 
