@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Install everything pwdrst needs on a fresh Debian machine: system packages (slapd, ldap-utils,
-# chromium, chromium-driver, redis-server), a virtual environment with the Python packages, and the
-# compiled message catalogues. Safe to run again: it installs only what is missing.
+# chromium, chromium-driver, redis-server, and Dovecot and Apache httpd as the directory's other
+# clients in the tests), a virtual environment with the Python packages, and the compiled message
+# catalogues. Safe to run again: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-PACKAGES=(slapd ldap-utils chromium chromium-driver redis-server python3-venv)
+PACKAGES=(slapd ldap-utils chromium chromium-driver redis-server python3-venv
+  dovecot-imapd dovecot-ldap apache2)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -18,7 +20,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   # slapd would otherwise configure and start a system-wide server on port 389; pwdrst runs its
   # own private instances on free loopback ports instead.
   echo "slapd slapd/no_configuration boolean true" | $SUDO debconf-set-selections
-  # Keep package scripts from starting system daemons (redis-server, slapd) we never use.
+  # Keep package scripts from starting system daemons (redis-server, slapd, dovecot on 143/993,
+  # apache2 on 80) we never use: the tests start their own on free loopback ports.
   policy_added=""
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
@@ -31,6 +34,16 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO "${APT[@]}" install -y -q --no-install-recommends "${missing[@]}"
   if [ -n "$policy_added" ]; then $SUDO rm -f /usr/sbin/policy-rc.d; fi
 fi
+# Should a system Dovecot or Apache be running all the same (an older install, a policy that let it
+# start), stop it: it holds ports 80/143/993 and is none of ours.
+for pidfile_service in /run/dovecot/master.pid:dovecot /run/apache2/apache2.pid:apache2; do
+  pidfile="${pidfile_service%%:*}"
+  service="${pidfile_service##*:}"
+  if [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+    echo "setup: stopping the system $service, which the tests do not use"
+    $SUDO service "$service" stop || true
+  fi
+done
 
 PYTHON="${PYTHON:-python3.11}"
 command -v "$PYTHON" >/dev/null || PYTHON=python3

@@ -257,3 +257,38 @@ def pytest_addoption(parser):
         action="store_true",
         help="rewrite the golden files of tests/test_mail_messages.py from what the code renders now",
     )
+
+# -- the directory's other clients: Dovecot IMAP and Apache httpd sign-on (pwdrst.sandbox_clients)
+
+
+def start_client(server):
+    """Start a sandbox client server; fail (never skip) with the way out if its package is missing."""
+    from pwdrst.sandbox_clients import MissingPackage
+
+    try:
+        return server.start()
+    except MissingPackage as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def dovecot(slapd):
+    """Dovecot IMAP binding to the session's slapd as the person, authentication cache off."""
+    from pwdrst.sandbox_clients import Dovecot
+
+    server = start_client(Dovecot(slapd))
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def apache_sso(slapd):
+    """Apache httpd guarding /sso/ with LDAP Basic authentication against the session's slapd, caches off."""
+    from pwdrst.sandbox_clients import ApacheLdap
+
+    server = start_client(ApacheLdap(slapd))
+    yield server
+    server.close()
+
+
+# -- end of the directory's other clients
