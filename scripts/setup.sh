@@ -17,6 +17,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   # slapd would otherwise configure and start a system-wide server on port 389; pwdrst runs its
   # own private instances on free loopback ports instead.
+  # debconf's database has its own lock, which apt's lock timeout below does not cover: another
+  # install running at the same moment holds it, so wait for it (10 minutes) as apt does.
+  for _ in $(seq 120); do
+    echo "slapd slapd/no_configuration boolean true" | $SUDO debconf-set-selections 2>/dev/null && break
+    sleep 5
+  done
   echo "slapd slapd/no_configuration boolean true" | $SUDO debconf-set-selections
   # Keep package scripts from starting system daemons (redis-server, slapd) we never use.
   policy_added=""
