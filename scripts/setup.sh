@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # Install everything pwdrst needs on a fresh Debian machine: system packages (slapd, ldap-utils,
-# chromium, chromium-driver, redis-server), a virtual environment with the Python packages, and the
-# compiled message catalogues. Safe to run again: it installs only what is missing.
+# samba as an AD domain controller for the tests, chromium, chromium-driver, redis-server), a virtual
+# environment with the Python packages, and the compiled message catalogues. Safe to run again: it
+# installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-PACKAGES=(slapd ldap-utils chromium chromium-driver redis-server python3-venv)
+PACKAGES=(slapd ldap-utils chromium chromium-driver redis-server python3-venv openssl)
+# A Samba AD domain controller stands in for Active Directory in the tests (pwdrst/sandbox_samba.py).
+# Installed without recommends, so name what `samba-tool domain provision` and the DC's LDAP server
+# need: the DSDB modules and the provisioning templates; ldb-tools for looking inside the database.
+PACKAGES+=(samba samba-dsdb-modules samba-ad-provision ldb-tools)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -24,7 +29,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     sleep 5
   done
   echo "slapd slapd/no_configuration boolean true" | $SUDO debconf-set-selections
-  # Keep package scripts from starting system daemons (redis-server, slapd) we never use.
+  # Keep package scripts from starting system daemons (redis-server, slapd, smbd, nmbd, samba) we
+  # never use: the tests run their own servers from temporary directories.
   policy_added=""
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
