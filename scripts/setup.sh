@@ -12,8 +12,9 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 PACKAGES=(slapd ldap-utils chromium chromium-driver redis-server python3-venv openssl)
 # A Samba AD domain controller stands in for Active Directory in the tests (pwdrst/sandbox_samba.py).
 # Installed without recommends, so name what `samba-tool domain provision` and the DC's LDAP server
-# need: the DSDB modules and the provisioning templates; ldb-tools for looking inside the database.
-PACKAGES+=(samba samba-dsdb-modules samba-ad-provision ldb-tools)
+# need: the DSDB modules, the provisioning templates, and the VFS modules (provisioning sets the
+# sysvol ACLs through acl_xattr); ldb-tools to change the database files directly.
+PACKAGES+=(samba samba-dsdb-modules samba-ad-provision samba-vfs-modules ldb-tools)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
