@@ -249,3 +249,23 @@ def link_path(link: str, public_url: str = "https://pwdrst.uni.example/pwdrst") 
     """Turn a link built from PUBLIC_URL into a path for the test client."""
     assert link.startswith(public_url + "/"), link
     return link[len(public_url) :]
+
+
+# -- a Samba AD domain controller (LDAP_FLAVOUR=ad); the work is in pwdrst/sandbox_samba.py
+
+
+@pytest.fixture(scope="session")
+def samba():
+    """A private Samba AD domain controller with the sample people, for the whole test session.
+
+    It listens on 127.0.0.1:389 and :636, ports that are fixed, so one runs on a machine at a time.
+    """
+    from pwdrst.sandbox_samba import SambaDC, SambaNotInstalled
+
+    dc = SambaDC()
+    try:
+        dc.start()
+    except SambaNotInstalled as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield dc
+    dc.close()
