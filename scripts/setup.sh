@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # Install everything pwdrst needs on a fresh Debian machine: system packages (slapd, ldap-utils,
-# chromium, chromium-driver, redis-server, and Dovecot and Apache httpd as the directory's other
-# clients in the tests), a virtual environment with the Python packages, and the compiled message
-# catalogues. Safe to run again: it installs only what is missing.
+# samba as an AD domain controller, Dovecot and Apache httpd as the directory's other clients in the
+# tests, chromium, chromium-driver, redis-server), a virtual environment with the Python packages, and
+# the compiled message catalogues. Safe to run again: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-PACKAGES=(slapd ldap-utils chromium chromium-driver redis-server python3-venv
+PACKAGES=(slapd ldap-utils chromium chromium-driver redis-server python3-venv openssl
   dovecot-imapd dovecot-ldap apache2)
+# A Samba AD domain controller stands in for Active Directory in the tests (pwdrst/sandbox_samba.py).
+# Installed without recommends, so name what `samba-tool domain provision` and the DC's LDAP server
+# need: the DSDB modules, the provisioning templates, and the VFS modules (provisioning sets the
+# sysvol ACLs through acl_xattr); ldb-tools to change the database files directly.
+PACKAGES+=(samba samba-dsdb-modules samba-ad-provision samba-vfs-modules ldb-tools)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -19,9 +24,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   # slapd would otherwise configure and start a system-wide server on port 389; pwdrst runs its
   # own private instances on free loopback ports instead.
+  # debconf's database has its own lock, which apt's lock timeout below does not cover: another
+  # install running at the same moment holds it, so wait for it (10 minutes) as apt does.
+  for _ in $(seq 120); do
+    echo "slapd slapd/no_configuration boolean true" | $SUDO debconf-set-selections 2>/dev/null && break
+    sleep 5
+  done
   echo "slapd slapd/no_configuration boolean true" | $SUDO debconf-set-selections
-  # Keep package scripts from starting system daemons (redis-server, slapd, dovecot on 143/993,
-  # apache2 on 80) we never use: the tests start their own on free loopback ports.
+  # Keep package scripts from starting system daemons (redis-server, slapd, samba, dovecot on
+  # 143/993, apache2 on 80) we never use: the tests start their own on free loopback ports.
   policy_added=""
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null

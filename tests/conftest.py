@@ -258,6 +258,7 @@ def pytest_addoption(parser):
         help="rewrite the golden files of tests/test_mail_messages.py from what the code renders now",
     )
 
+
 # -- the directory's other clients: Dovecot IMAP and Apache httpd sign-on (pwdrst.sandbox_clients)
 
 
@@ -292,3 +293,22 @@ def apache_sso(slapd):
 
 
 # -- end of the directory's other clients
+
+# -- a Samba AD domain controller (LDAP_FLAVOUR=ad); the work is in pwdrst/sandbox_samba.py
+
+
+@pytest.fixture(scope="session")
+def samba():
+    """A private Samba AD domain controller with the sample people, for the whole test session.
+
+    It listens on 127.0.0.1:389 and :636, ports that are fixed, so one runs on a machine at a time.
+    """
+    from pwdrst.sandbox_samba import SambaDC, SambaNotInstalled
+
+    dc = SambaDC()
+    try:
+        dc.start()
+    except SambaNotInstalled as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield dc
+    dc.close()

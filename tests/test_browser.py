@@ -22,12 +22,26 @@ def test_home_page_in_polish_then_english(live_server, browser, screenshot):
 
 def click_and_wait(browser, element, timeout=10):
     """Click something that loads a new page, and wait until it has."""
-    from selenium.webdriver.support import expected_conditions
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
 
     old = browser.find_element(By.TAG_NAME, "html")
     element.click()
-    WebDriverWait(browser, timeout).until(expected_conditions.staleness_of(old))
+
+    def old_page_gone(_):
+        try:
+            old.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as exc:
+            # Chromium 156 asked about a node of a page it is leaving answers this "unknown error"
+            # instead of a stale element: the same news, so it ends the wait too.
+            if "does not belong to the document" in (exc.msg or ""):
+                return True
+            raise
+        return False
+
+    WebDriverWait(browser, timeout).until(old_page_gone)
 
 
 def wait_for(browser, condition, timeout=10):
