@@ -12,8 +12,10 @@ OWNERS = {
     "flask_mail": ("pwdrst.mail",),
     "ldap3": ("pwdrst.directory",),
     "itsdangerous": ("pwdrst.links",),
-    "zxcvbn": ("pwdrst.policy", "pwdrst.matcher"),
-    "zxcvbn_pl": ("pwdrst.policy", "pwdrst.matcher"),
+    "zxcvbn": ("pwdrst.matcher",),
+    "zxcvbn_pl": ("pwdrst.matcher",),
+    "marisa_trie": ("pwdrst.matcher",),
+    "aiosmtpd": ("pwdrst.sandbox",),
 }
 
 
