@@ -62,17 +62,19 @@ class AccountLocked(DirectoryError):
 
 
 class PasswordExpired(DirectoryError):
-    """The password is right but expired (or must be changed after an administrator's reset).
+    """The password is right but expired, or must be changed after an administrator set it.
 
-    `grace_remaining` is the number of grace logins left after this one; `bound` says whether
-    the bind itself succeeded (a grace login) or was refused (none left).
+    `must_change` says it is the latter (OpenLDAP's pwdReset, AD's pwdLastSet = 0). For an expired
+    one, `grace_remaining` is the number of grace logins left after this one and `bound` says
+    whether the bind itself succeeded (a grace login) or was refused (none left).
     """
 
-    def __init__(self, account: "Account", grace_remaining: int, bound: bool):
-        super().__init__("password expired")
+    def __init__(self, account: "Account", grace_remaining: int, bound: bool, must_change: bool = False):
+        super().__init__("password must be changed" if must_change else "password expired")
         self.account = account
         self.grace_remaining = grace_remaining
         self.bound = bound
+        self.must_change = must_change
 
 
 class PasswordRejected(DirectoryError):
@@ -194,6 +196,8 @@ class Account:
     password_expired: bool
     password_changed_at: datetime | None
     fingerprint: str
+    # The password was set by an administrator and must be changed (pwdReset; AD: pwdLastSet = 0).
+    must_change: bool = False
     # The stored password values the fingerprint was made from: a reset by link asserts them, so
     # that of two uses of one link at the same moment only one can write. Never shown or logged.
     password_state: tuple = field(default=(), repr=False, compare=False)
@@ -430,7 +434,14 @@ class Directory:
         if self.flavour == "ad":
             attrs |= {"pwdLastSet", "lockoutTime", "userAccountControl"}
         else:
-            attrs |= {"userPassword", "pwdChangedTime", "pwdAccountLockedTime", "pwdPolicySubentry", "pwdGraceUseTime"}
+            attrs |= {
+                "userPassword",
+                "pwdChangedTime",
+                "pwdAccountLockedTime",
+                "pwdPolicySubentry",
+                "pwdGraceUseTime",
+                "pwdReset",
+            }
         return sorted(attrs)
 
     def _account(self, entry) -> Account:
@@ -444,12 +455,14 @@ class Directory:
             changed = _parse_time(attrs.get("pwdLastSet"))
             locked = bool(_parse_time(attrs.get("lockoutTime")) and _parse_time(attrs.get("lockoutTime")).year > 1601)
             expired = False
+            must_change = _first(attrs.get("pwdLastSet")) == "0"
             state = _first(attrs.get("pwdLastSet"))
         else:
             changed = _parse_time(attrs.get("pwdChangedTime"))
             policy = self._policy(_first(attrs.get("pwdPolicySubentry")) or self.default_policy_dn)
             locked = _is_locked(_first(attrs.get("pwdAccountLockedTime")), policy)
             expired = _is_expired(changed, policy) or bool(_all(attrs.get("pwdGraceUseTime")))
+            must_change = _first(attrs.get("pwdReset")).upper() == "TRUE"
             # The stored hash carries a fresh salt at every change, so it moves even when two
             # changes fall in the same second of pwdChangedTime.
             state = "|".join(sorted(_all(attrs.get("userPassword")))) + "|" + _first(attrs.get("pwdChangedTime"))
@@ -465,6 +478,7 @@ class Directory:
             password_expired=expired,
             password_changed_at=changed,
             fingerprint=fingerprint(entry["dn"], state),
+            must_change=must_change,
             password_state=tuple(raw.get("userPassword") or ()) if self.flavour != "ad" else (),
         )
 
@@ -597,7 +611,9 @@ class Directory:
             return self._ad_bind_outcome(account, result)
         policy = _policy_of(result)
         if result["result"] == 0:
-            if policy.grace_remaining is not None or policy.error in (0, 2):
+            if policy.error == 2 or account.must_change:  # changeAfterReset, or pwdReset set
+                raise PasswordExpired(account, 0, bound=True, must_change=True)
+            if policy.grace_remaining is not None or policy.error == 0:
                 raise PasswordExpired(account, policy.grace_remaining or 0, bound=True)
             return Authentication(account, policy.time_before_expiration)
         if result["result"] in (51, 52, 80):
@@ -614,7 +630,9 @@ class Directory:
         message = result.get("message") or ""
         if "data 775" in message:
             raise AccountLocked()
-        if "data 532" in message or "data 773" in message:
+        if "data 773" in message:
+            raise PasswordExpired(account, 0, bound=False, must_change=True)
+        if "data 532" in message:
             raise PasswordExpired(account, 0, bound=False)
         raise InvalidCredentials()
 

@@ -35,12 +35,20 @@ def expiry_notice(seconds: int) -> str:
 
 
 def expired_notice(expired) -> str:
-    """Return the notice for a login with an expired password (a PasswordExpired)."""
-    if expired.bound:
+    """Return the notice for a login whose password must be changed now (a PasswordExpired)."""
+    if expired.must_change:
         return str(
-            _l("Your password has expired. Set a new one now (grace logins left: %(n)d).", n=expired.grace_remaining)
+            _l("Your password was set by the helpdesk or an administrator and must be changed now. Choose your own.")
         )
-    return str(_l("Your password has expired. Set a new one now."))
+    if expired.bound and expired.grace_remaining:
+        return ngettext(
+            "Your password has expired. It will let you sign in %(num)d more time; choose a new one now.",
+            "Your password has expired. It will let you sign in %(num)d more times; choose a new one now.",
+            expired.grace_remaining,
+        )
+    if expired.bound:
+        return str(_l("Your password has expired and this was the last sign-in it allows. Choose a new one now."))
+    return str(_l("Your password has expired. Choose a new one now."))
 
 
 def confirmation_sent(address: str) -> str:

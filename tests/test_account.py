@@ -169,11 +169,28 @@ def test_expired_password_with_grace_logins_is_changed_by_the_person(client, sla
     person = make_person()
     slapd.expire_password(person.dn, policy)
     login(client, person.uid, person.password)
-    assert "pozostałe logowania awaryjne: 2" in client.get("/password").get_data(as_text=True)
+    page = client.get("/password").get_data(as_text=True)
+    assert "Pozwoli zalogować się jeszcze 2 razy" in page
+    assert "0" not in page.split("Pozwoli zalogować się")[1][:40]
     assert change(client, person.password, NEW).headers["Location"] == "/password/changed"
     assert can_bind(slapd, person.dn, NEW)
     [event] = [e for e in audit_events(caplog, "password_changed") if e["outcome"] == "ok"]
     assert event["expired_password"] is False
+
+
+def test_a_password_set_by_an_administrator_must_be_changed_at_login(client, slapd, make_person, caplog):
+    policy = slapd.add_policy("app-must-change", pwdMustChange="TRUE")
+    person = make_person()
+    slapd.set_policy(person.dn, policy)
+    slapd.modify(f"dn: {person.dn}\nchangetype: modify\nreplace: pwdReset\npwdReset: TRUE\n", relax=True)
+    assert login(client, person.uid, person.password).headers["Location"] == "/password"
+    page = client.get("/password").get_data(as_text=True)
+    assert "zostało ustawione przez pomoc IT lub administratora" in page
+    assert "wygasło" not in page and "logowania awaryjne: 0" not in page
+    assert client.get("/recovery").headers["Location"] == "/password"  # confined to the change form
+    assert change(client, person.password, NEW).headers["Location"] == "/password/changed"
+    assert can_bind(slapd, person.dn, NEW)
+    assert client.get("/recovery").status_code == 200
 
 
 def test_wrong_password_on_an_expired_account_is_still_wrong(client, slapd, make_person):
