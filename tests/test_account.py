@@ -7,7 +7,7 @@ import pytest
 
 from pwdrst import create_app, sandbox
 from tests.conftest import audit_events, base_config, link_path, mail_link, mail_text, submit
-from tests.test_reset import can_bind
+from tests.test_reset import can_bind, comparable
 
 NEW = "Gorski-potok-i-stary-mlyn-12"
 
@@ -73,6 +73,15 @@ def test_unknown_login_answers_exactly_like_a_wrong_password(client, make_person
 
     assert known.status_code == unknown.status_code == 401
     assert scrub(known.get_data(as_text=True)) == scrub(unknown.get_data(as_text=True))
+
+
+def test_login_with_a_wrong_password_and_an_unknown_account_is_indistinguishable(client, make_person):
+    person = make_person()
+    wrong = login(client, person.uid, "wrong-password")
+    unknown = login(client, "nobody-here-at-all", "wrong-password")
+    status, headers, body = comparable(wrong)
+    assert (status, headers) == comparable(unknown)[:2]
+    assert body.replace(person.uid, "X") == comparable(unknown)[2].replace("nobody-here-at-all", "X")
 
 
 def test_locked_account_shows_the_locked_message(client, slapd, make_person):

@@ -311,6 +311,21 @@ def test_every_case_answers_exactly_like_a_real_account(client, smtp, make_perso
     assert len(smtp.messages) == 1  # only the real account got mail
 
 
+def comparable(response):
+    body = re.sub(r'(csrf[-_]token"[^>]*(?:value|content)=")[^"]+', r"\1", response.get_data(as_text=True))
+    headers = {k: v for k, v in response.headers.items() if k not in ("Set-Cookie", "Date", "Content-Length")}
+    return response.status_code, headers, body
+
+
+def test_reset_request_for_real_and_unknown_accounts_is_indistinguishable(client, make_person):
+    person = make_person()
+    real = request_reset(client, person.uid)
+    unknown = request_reset(client, "nobody-here-at-all")
+    assert comparable(real) == comparable(unknown)
+    assert comparable(client.get(real.headers["Location"])) == comparable(client.get(unknown.headers["Location"]))
+    assert set(real.headers.keys()) == set(unknown.headers.keys())
+
+
 def test_the_fourth_request_in_an_hour_sends_nothing_and_looks_the_same(client, smtp, make_person, caplog):
     person = make_person()
     answers = []

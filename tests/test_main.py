@@ -1,4 +1,4 @@
-"""The application factory, the home page, languages and the health check."""
+"""The home page, the language switch and the health check."""
 
 from pwdrst import create_app
 
@@ -54,17 +54,3 @@ def test_healthz_says_503_when_the_directory_is_unreachable(slapd, smtp):
     response = app.test_client().get("/healthz")
     assert response.status_code == 503
     assert response.get_json()["directory"] == "unavailable"
-
-
-def test_unknown_page_is_a_friendly_404(client):
-    response = client.get("/no-such-page")
-    assert response.status_code == 404
-    assert "Nie ma takiej strony" in response.get_data(as_text=True)
-
-
-def test_security_headers_are_on_every_page(client):
-    response = client.get("/")
-    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
-    assert "script-src 'self'" in response.headers["Content-Security-Policy"]
-    assert response.headers["X-Content-Type-Options"] == "nosniff"
-    assert response.headers["Referrer-Policy"] == "same-origin"
