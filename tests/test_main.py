@@ -1,6 +1,6 @@
 """The home page, the language switch and the health check."""
 
-from pwdrst import create_app
+from pwdrst.sandbox import free_port
 
 
 def test_home_page_shows_the_organisation_and_the_helpdesk(client):
@@ -46,11 +46,8 @@ def test_healthz_says_ok_when_the_directory_answers(client):
     assert response.get_json() == {"directory": "ok"}
 
 
-def test_healthz_says_503_when_the_directory_is_unreachable(slapd, smtp):
-    from pwdrst.sandbox import free_port
-    from tests.conftest import base_config
-
-    app = create_app(base_config(slapd, smtp, LDAP_URL=[f"ldap://127.0.0.1:{free_port()}"]))
+def test_healthz_says_503_when_the_directory_is_unreachable(make_app):
+    app = make_app(LDAP_URL=[f"ldap://127.0.0.1:{free_port()}"])
     response = app.test_client().get("/healthz")
     assert response.status_code == 503
     assert response.get_json()["directory"] == "unavailable"

@@ -5,37 +5,24 @@ import time
 
 import pytest
 
-from pwdrst import create_app, sandbox
+from pwdrst import sandbox
 from pwdrst.sandbox import free_port
 from pwdrst.tokens import make_token
-from tests.conftest import base_config, csrf_token, submit
-from tests.test_account import login
 
 JAN = sandbox.SAMPLE_PEOPLE[0]
 STRONG = "Zielony-parasol-nad-rzeka-9"
 STAFF = sandbox.SAMPLE_PEOPLE[3]
 
 
-_apps = []
+@pytest.fixture
+def app_for(make_app):
+    """Return app_for(ldap_urls, **overrides): an app with these directory servers and a 1 s LDAP timeout."""
+    return lambda urls, **overrides: make_app(LDAP_URL=urls, LDAP_TIMEOUT=1, **overrides)
 
 
-def app_for(slapd, smtp, **overrides):
-    app = create_app(base_config(slapd, smtp, LDAP_TIMEOUT=1, **overrides))
-    _apps.append(app)
-    return app
-
-
-@pytest.fixture(autouse=True)
-def close_apps():
-    yield
-    while _apps:
-        _apps.pop().extensions["pwdrst.directory"].close()
-
-
-def directory_pages(client, link_token):
+def directory_pages(client, token, link_token):
     """Exercise every page that needs the directory; return (what, status, body) for each."""
     answers = []
-    token = csrf_token(client.get("/reset").get_data(as_text=True))
     for what, call in (
         ("reset request", lambda: client.post("/reset", data={"csrf_token": token, "identifier": JAN.uid})),
         ("link", lambda: client.get("/reset/" + link_token)),
@@ -56,16 +43,17 @@ def directory_pages(client, link_token):
     return answers
 
 
-def test_stopped_directory_gives_503_pages_in_the_persons_language(own_slapd, smtp):
-    app = app_for(own_slapd, smtp)
+def test_stopped_directory_gives_503_pages_in_the_persons_language(own_slapd, app_for, auth, csrf_token, smtp):
+    app = app_for([own_slapd.url])
     client = app.test_client()
-    assert login(client, STAFF.uid, STAFF.password).status_code == 303  # logged in while it was up
+    assert auth.on(client).login(STAFF.uid, STAFF.password).status_code == 303  # logged in while it was up
     with app.app_context():
         account = app.extensions["pwdrst.directory"].find_account(JAN.uid)
         link_token = make_token("reset", account.login, account.fingerprint)
+    token = csrf_token(client.get("/reset"))
     own_slapd.stop()
     started = time.monotonic()
-    answers = directory_pages(client, link_token)
+    answers = directory_pages(client, token, link_token)
     assert time.monotonic() - started < 10
     for what, status, body in answers:
         assert status == 503, what
@@ -74,41 +62,37 @@ def test_stopped_directory_gives_503_pages_in_the_persons_language(own_slapd, sm
     english = client.get("/recovery", headers={"Accept-Language": "en"})
     assert english.status_code == 503
     assert "The account directory is not answering right now" in english.get_data(as_text=True)
-    smtp_messages = list(smtp.messages)
-    assert smtp_messages == []  # nothing was sent (and nothing could be written)
+    assert list(smtp.messages) == []  # nothing was sent (and nothing could be written)
 
 
-def test_restarted_directory_is_used_without_restarting_the_app(own_slapd, smtp):
-    app = app_for(own_slapd, smtp)
-    client = app.test_client()
+def test_restarted_directory_is_used_without_restarting_the_app(own_slapd, app_for, auth):
+    client = app_for([own_slapd.url]).test_client()
     assert client.get("/healthz").status_code == 200
     own_slapd.stop()
     assert client.get("/healthz").status_code == 503
     own_slapd.start()
     assert client.get("/healthz").status_code == 200
-    assert login(client, JAN.uid, JAN.password).status_code == 303
+    assert auth.on(client).login(JAN.uid, JAN.password).status_code == 303
 
 
-def test_first_server_stopped_requests_go_through_the_second(own_slapd, smtp):
-    app = app_for(own_slapd, smtp, LDAP_URL=[f"ldap://127.0.0.1:{free_port()}", own_slapd.url])
-    client = app.test_client()
-    assert login(client, JAN.uid, JAN.password).status_code == 303
+def test_first_server_stopped_requests_go_through_the_second(slapd, app_for, auth, reset_flow):
+    client = app_for([f"ldap://127.0.0.1:{free_port()}", slapd.url]).test_client()
+    assert auth.on(client).login(JAN.uid, JAN.password).status_code == 303
     assert client.get("/password").status_code == 200
-    assert submit(client, "/reset", {"identifier": JAN.mail[0]}).status_code == 303
+    assert reset_flow.request(JAN.mail[0], client=client).status_code == 303
 
 
-def test_hung_directory_fails_with_503_within_the_timeout(own_slapd, smtp):
+def test_hung_directory_fails_with_503_within_the_timeout(app_for, csrf_token):
     with socket.socket() as hung:
         hung.bind(("127.0.0.1", 0))
         hung.listen(64)  # the kernel accepts; nobody ever reads or answers
-        app = app_for(own_slapd, smtp, LDAP_URL=[f"ldap://127.0.0.1:{hung.getsockname()[1]}"])
-        client = app.test_client()
+        client = app_for([f"ldap://127.0.0.1:{hung.getsockname()[1]}"]).test_client()
         for path in ("/healthz", "/helpdesk/?q=x"):
             started = time.monotonic()
             response = client.get(path)
             assert time.monotonic() - started < 3
             assert response.status_code in (503, 302)
-        token = csrf_token(client.get("/reset").get_data(as_text=True))
+        token = csrf_token(client.get("/reset"))
         started = time.monotonic()
         response = client.post("/reset", data={"csrf_token": token, "identifier": JAN.uid})
         assert response.status_code == 503
@@ -118,10 +102,10 @@ def test_hung_directory_fails_with_503_within_the_timeout(own_slapd, smtp):
 # -- mail
 
 
-def test_smtp_down_then_back_delivers_the_mail(client, smtp, make_person):
+def test_smtp_down_then_back_delivers_the_mail(smtp, reset_flow, make_person):
     person = make_person()
     smtp.stop()
-    assert submit(client, "/reset", {"identifier": person.uid}).status_code == 303
+    assert reset_flow.request(person.uid).status_code == 303
     time.sleep(0.8)
     smtp.start()
     assert smtp.wait_for(1, timeout=15)[0]["X-Envelope-To"] == person.recovery[0]

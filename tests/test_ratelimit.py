@@ -6,13 +6,12 @@ import time
 
 import pytest
 
-from pwdrst import create_app, sandbox
-from tests.conftest import base_config, csrf_token, submit
-from tests.test_account import login
+from pwdrst import sandbox
 
 
 @pytest.fixture
 def redis_server():
+    """A private redis-server on a free loopback port: (its process, its URI)."""
     if not shutil.which("redis-server"):
         pytest.fail("redis-server is not installed: run scripts/setup.sh")
     port = sandbox.free_port()
@@ -27,45 +26,51 @@ def redis_server():
     process.wait(10)
 
 
-def two_apps(slapd, smtp, uri, **overrides):
-    return [
-        create_app(base_config(slapd, smtp, RATELIMIT_STORAGE_URI=uri, **overrides)).test_client() for _ in range(2)
-    ]
-
-
-def test_two_app_servers_share_one_limit_through_redis(slapd, smtp, redis_server):
+@pytest.fixture
+def two_app_servers(make_app, redis_server):
+    """Return two_app_servers(**overrides): two apps counting their limits in the same Redis."""
     _, uri = redis_server
-    first, second = two_apps(slapd, smtp, uri, RATELIMIT_STRENGTH="3 per minute")
-    statuses = []
-    for n in range(6):
-        client = (first, second)[n % 2]
-        token = csrf_token(client.get("/reset").get_data(as_text=True))
-        statuses.append(
-            client.post("/api/strength", json={"password": "x"}, headers={"X-CSRFToken": token}).status_code
-        )
+    return lambda **overrides: [make_app(RATELIMIT_STORAGE_URI=uri, **overrides) for _ in range(2)]
+
+
+@pytest.fixture
+def meter(csrf_token):
+    """Return meter(client): POST a password to the strength meter, with the page's CSRF token."""
+
+    def post(client):
+        token = csrf_token(client.get("/reset"))
+        return client.post("/api/strength", json={"password": "x"}, headers={"X-CSRFToken": token})
+
+    return post
+
+
+def test_two_app_servers_share_one_limit_through_redis(two_app_servers, meter):
+    clients = [app.test_client() for app in two_app_servers(RATELIMIT_STRENGTH="3 per minute")]
+    statuses = [meter(clients[n % 2]).status_code for n in range(6)]
     assert statuses == [200, 200, 200, 429, 429, 429]
 
 
-def test_reset_mail_limit_is_shared_through_redis(slapd, smtp, redis_server, make_person):
-    _, uri = redis_server
+def test_reset_mail_limit_is_shared_through_redis(two_app_servers, smtp, reset_flow, make_person):
     person = make_person()
-    first, second = two_apps(slapd, smtp, uri)
+    apps = two_app_servers()
+    clients = [app.test_client() for app in apps]
     for n in range(4):
-        submit((first, second)[n % 2], "/reset", {"identifier": person.uid})
+        reset_flow.request(person.uid, client=clients[n % 2])
     smtp.wait_for(3)
     time.sleep(0.5)
     assert len(smtp.messages) == 3
 
 
-def test_redis_going_away_never_makes_a_500(slapd, smtp, redis_server, make_person, caplog):
-    process, uri = redis_server
+def test_redis_going_away_never_makes_a_500(
+    two_app_servers, redis_server, auth, reset_flow, meter, make_person, caplog
+):
+    process, _ = redis_server
     person = make_person()
-    [client, _] = two_apps(slapd, smtp, uri)
-    assert submit(client, "/reset", {"identifier": person.uid}).status_code == 303
+    client = two_app_servers()[0].test_client()
+    assert reset_flow.request(person.uid, client=client).status_code == 303
     process.terminate()
     process.wait(10)
-    assert submit(client, "/reset", {"identifier": person.uid}).status_code == 303
-    token = csrf_token(client.get("/reset").get_data(as_text=True))
-    assert client.post("/api/strength", json={"password": "x"}, headers={"X-CSRFToken": token}).status_code == 200
-    assert login(client, person.uid, "wrong-password").status_code == 401
+    assert reset_flow.request(person.uid, client=client).status_code == 303
+    assert meter(client).status_code == 200
+    assert auth.on(client).login(person.uid, "wrong-password").status_code == 401
     assert "rate limit storage unreachable" in caplog.text.lower() or "falling back" in caplog.text.lower()

@@ -4,10 +4,6 @@ import re
 
 import pytest
 
-from pwdrst import create_app
-from tests.conftest import audit_events, base_config, link_path, mail_link, submit
-from tests.test_account import login
-
 PAGES = [
     "/",
     "/reset",
@@ -41,9 +37,8 @@ def test_security_headers_are_on_every_page(client):
     assert response.headers["Referrer-Policy"] == "same-origin"
 
 
-def test_no_hsts_when_the_public_url_is_plain_http(slapd, smtp):
-    app = create_app(base_config(slapd, smtp, PUBLIC_URL="http://localhost:5000"))
-    response = app.test_client().get("/")
+def test_no_hsts_when_the_public_url_is_plain_http(make_app):
+    response = make_app(PUBLIC_URL="http://localhost:5000").test_client().get("/")
     assert "Strict-Transport-Security" not in response.headers
     assert "Secure" not in (response.headers.get("Set-Cookie") or "")
 
@@ -56,13 +51,12 @@ def inline_code(html: str) -> list[str]:
     return found
 
 
-def test_no_page_has_inline_script_or_style(client, smtp, make_person):
+def test_no_page_has_inline_script_or_style(client, make_person, auth, reset_flow):
     person = make_person()
     pages = [client.get(path).get_data(as_text=True) for path in ("/", "/reset", "/login", "/no-such-page")]
-    submit(client, "/reset", {"identifier": person.uid})
-    client.get(link_path(mail_link(smtp.wait_for(1)[0])))
+    reset_flow.open(reset_flow.link(person.uid))
     pages.append(client.get("/reset/new").get_data(as_text=True))
-    login(client, person.uid, person.password)
+    auth.login(person.uid, person.password)
     pages += [client.get(path).get_data(as_text=True) for path in ("/password", "/recovery")]
     for html in pages:
         assert inline_code(html) == []
@@ -76,10 +70,10 @@ def test_referrer_policy_by_page(client, path, referrer):
     assert client.get(path).headers["Referrer-Policy"] == referrer
 
 
-def test_pages_that_take_a_secret_are_never_cached(client, make_person):
+def test_pages_that_take_a_secret_are_never_cached(client, make_person, auth):
     person = make_person()
     assert client.get("/login").headers["Cache-Control"] == "no-store"
-    login(client, person.uid, person.password)
+    auth.login(person.uid, person.password)
     assert client.get("/password").headers["Cache-Control"] == "no-store"
 
 
@@ -88,10 +82,8 @@ def test_session_cookie_is_secure_httponly_samesite(client):
     assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
 
 
-def test_trusted_hosts_come_from_the_public_url(slapd, smtp):
-    config = base_config(slapd, smtp)
-    del config["TRUSTED_HOSTS"]
-    app = create_app(config)
+def test_trusted_hosts_come_from_the_public_url(make_app):
+    app = make_app(TRUSTED_HOSTS=None)  # None: the default, taken from PUBLIC_URL
     assert app.config["TRUSTED_HOSTS"] == ["pwdrst.uni.example"]
     client = app.test_client()
     assert client.get("/", headers={"Host": "pwdrst.uni.example"}).status_code == 200
@@ -100,17 +92,17 @@ def test_trusted_hosts_come_from_the_public_url(slapd, smtp):
     assert "unknown host" in refused.get_data(as_text=True)
 
 
-def test_forwarded_for_is_ignored_without_trusted_proxies(client, caplog):
+def test_forwarded_for_is_ignored_without_trusted_proxies(client, audit, submit):
     submit(client, "/reset", {"identifier": "nobody-here"}, headers={"X-Forwarded-For": "203.0.113.9"})
-    [event] = audit_events(caplog, "reset_requested")
+    [event] = audit("reset_requested")
     assert event["client"] == "127.0.0.1"
 
 
 @pytest.mark.parametrize("config_overrides", [{"PROXY_COUNT": 1}])
-def test_forwarded_for_is_used_through_one_trusted_proxy(client, caplog, config_overrides):
+def test_forwarded_for_is_used_through_one_trusted_proxy(client, config_overrides, audit, submit):
     headers = {"X-Forwarded-For": "198.51.100.7, 203.0.113.9"}  # a client-forged first hop, then the proxy's
     submit(client, "/reset", {"identifier": "nobody-here"}, headers=headers)
-    [event] = audit_events(caplog, "reset_requested")
+    [event] = audit("reset_requested")
     assert event["client"] == "203.0.113.9"
 
 
