@@ -92,6 +92,16 @@ class Mailbox(SmtpSink):
             time.sleep(0.05)
         raise AssertionError(f"no mail with a link reached {to} in {timeout} s")
 
+    def delivered(self, *apps) -> list:
+        """Deliver the mail the apps still hold, then return every message received.
+
+        After the apps' queues are drained nothing more can arrive, so an assertion that a mail was
+        not sent cannot pass merely by looking too early.
+        """
+        for app in apps:
+            assert app.extensions["pwdrst.mail"].drain(10), "some mail could not be delivered"
+        return list(self.messages)
+
 
 @pytest.fixture(scope="session")
 def smtp_server():

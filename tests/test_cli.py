@@ -49,7 +49,7 @@ def test_issue_link_refuses_with_a_reason(runner, smtp, identifier, expected, ap
     result = runner.invoke(args=["issue-link", identifier])
     assert result.exit_code != 0
     assert expected in result.output
-    assert smtp.messages == []
+    assert smtp.delivered(app) == []
 
 
 def test_issue_link_refuses_a_max_age_over_the_cap(runner, make_person):
@@ -94,7 +94,7 @@ def test_bulk_issue_dry_run_sends_nothing(runner, smtp, tmp_path, make_person, a
     result = runner.invoke(args=["bulk-issue", path, "--dry-run"])
     rows = report_rows(result.stdout)
     assert [r["outcome"] for r in rows] == ["would_send", "unknown"]
-    assert smtp.messages == []
+    assert smtp.delivered(app) == []
 
 
 def test_bulk_issue_writes_the_report_to_a_file(runner, smtp, tmp_path, make_person):
@@ -107,7 +107,8 @@ def test_bulk_issue_writes_the_report_to_a_file(runner, smtp, tmp_path, make_per
     assert "w ciągu 72 godzin" in smtp.text(smtp.wait_for(1)[0])
 
 
-def test_bulk_issue_skips_protected_accounts(runner, tmp_path):
+def test_bulk_issue_skips_protected_accounts(app, runner, smtp, tmp_path):
     path = write_csv(tmp_path, [sandbox.SAMPLE_PEOPLE[4].uid])
     rows = report_rows(runner.invoke(args=["bulk-issue", path]).stdout)
     assert rows[0]["outcome"] == "protected"
+    assert smtp.delivered(app) == []

@@ -62,7 +62,7 @@ def test_stopped_directory_gives_503_pages_in_the_persons_language(own_slapd, ap
     english = client.get("/recovery", headers={"Accept-Language": "en"})
     assert english.status_code == 503
     assert "The account directory is not answering right now" in english.get_data(as_text=True)
-    assert list(smtp.messages) == []  # nothing was sent (and nothing could be written)
+    assert smtp.delivered(app) == []  # nothing was sent (and nothing could be written)
 
 
 def test_restarted_directory_is_used_without_restarting_the_app(own_slapd, app_for, auth):
