@@ -13,6 +13,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import Future
 
 import ldap3
 import pytest
@@ -372,6 +373,47 @@ def comparable():
         return response.status_code, headers, body
 
     return strip
+
+
+@pytest.fixture(scope="session")
+def bounded():
+    """Return bounded(call, *args, **kwargs): the call's result or exception; fail if it never returns.
+
+    A guard against hanging, not a stopwatch: the limit is far above any normal answer.
+    """
+
+    def run(call, *args, **kwargs):
+        future = Future()
+
+        def target():
+            try:
+                future.set_result(call(*args, **kwargs))
+            except BaseException as exc:  # noqa: BLE001 - handed back to the test's thread by future.result()
+                future.set_exception(exc)
+
+        threading.Thread(target=target, daemon=True).start()
+        try:
+            return future.result(timeout=60)
+        except TimeoutError:
+            if future.done():
+                raise
+            pytest.fail(f"{getattr(call, '__name__', call)} never returned (waited 60 s)")
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def wait_until():
+    """Return wait_until(condition, failure, timeout=15): wait for condition() to hold, or fail saying failure."""
+
+    def wait(condition, failure: str, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                pytest.fail(f"{failure} (waited {timeout} s)")
+            time.sleep(0.05)
+
+    return wait
 
 
 # -- a live server and a real browser

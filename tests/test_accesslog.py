@@ -2,7 +2,6 @@
 
 import subprocess
 import sys
-import time
 import urllib.request
 
 from pwdrst.accesslog import redact
@@ -16,7 +15,7 @@ def test_redact_takes_tokens_out_of_link_paths():
         assert redact(f"GET {path} HTTP/1.1") == f"GET {path} HTTP/1.1"
 
 
-def test_gunicorn_access_log_has_no_token(server_settings, environment, project_root, tmp_path):
+def test_gunicorn_access_log_has_no_token(server_settings, environment, project_root, wait_until, tmp_path):
     port = free_port()
     env = environment(
         server_settings(TRUSTED_HOSTS=["127.0.0.1"]),
@@ -40,7 +39,7 @@ def test_gunicorn_access_log_has_no_token(server_settings, environment, project_
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/reset/{token}", timeout=10)
             except urllib.error.HTTPError as refused:
                 assert refused.code == 400
-            time.sleep(0.3)
+            wait_until(lambda: "/reset/[token]" in log.read_text(), "the request never reached the access log")
         finally:
             server.terminate()
             server.wait(30)

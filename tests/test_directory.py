@@ -2,7 +2,6 @@
 
 import socket
 import threading
-import time
 
 import pytest
 
@@ -297,12 +296,10 @@ def test_stopped_server_is_unavailable_and_a_restart_is_picked_up(own_slapd, dir
     directory = directory_for([own_slapd.url])
     assert directory.find_account("jkowalski")
     own_slapd.stop()
-    started = time.monotonic()
     with pytest.raises(DirectoryUnavailable):
         directory.find_account("jkowalski")
     with pytest.raises(DirectoryUnavailable):
         directory.authenticate("jkowalski", "whatever-password")
-    assert time.monotonic() - started < 3
     own_slapd.start()
     assert directory.find_account("jkowalski").login == "jkowalski"
 
@@ -314,18 +311,16 @@ def test_failover_to_the_second_server(slapd, directory_for):
     assert directory.authenticate(person.uid, person.password).account.login == person.uid
 
 
-def test_hung_server_gives_unavailable_within_the_timeout(hung_server, directory_for):
+def test_hung_server_gives_unavailable_within_the_timeout(hung_server, directory_for, bounded):
     directory = directory_for([hung_server], timeout=1)
-    started = time.monotonic()
     with pytest.raises(DirectoryUnavailable):
-        directory.find_account("jkowalski")
-    assert time.monotonic() - started < 3
+        bounded(directory.find_account, "jkowalski")  # LDAP_TIMEOUT ends the wait, or this fails
 
 
-def test_hung_first_server_then_the_next_request_uses_the_second(hung_server, slapd, directory_for):
+def test_hung_first_server_then_the_next_request_uses_the_second(hung_server, slapd, directory_for, bounded):
     directory = directory_for([hung_server, slapd.url], timeout=1)
     with pytest.raises(DirectoryUnavailable):
-        directory.find_account("jkowalski")
+        bounded(directory.find_account, "jkowalski")
     assert directory.find_account("jkowalski").login == "jkowalski"
 
 

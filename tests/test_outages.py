@@ -1,7 +1,6 @@
 """Outages seen through the pages: the directory stopped, restarted, failed over or hung; SMTP down."""
 
 import socket
-import time
 
 import pytest
 
@@ -52,9 +51,7 @@ def test_stopped_directory_gives_503_pages_in_the_persons_language(own_slapd, ap
         link_token = make_token("reset", account.login, account.fingerprint)
     token = csrf_token(client.get("/reset"))
     own_slapd.stop()
-    started = time.monotonic()
     answers = directory_pages(client, token, link_token)
-    assert time.monotonic() - started < 10
     for what, status, body in answers:
         assert status == 503, what
         if what != "healthz":
@@ -82,30 +79,27 @@ def test_first_server_stopped_requests_go_through_the_second(slapd, app_for, aut
     assert reset_flow.request(JAN.mail[0], client=client).status_code == 303
 
 
-def test_hung_directory_fails_with_503_within_the_timeout(app_for, csrf_token):
+def test_hung_directory_fails_with_503_within_the_timeout(app_for, csrf_token, bounded):
     with socket.socket() as hung:
         hung.bind(("127.0.0.1", 0))
         hung.listen(64)  # the kernel accepts; nobody ever reads or answers
         client = app_for([f"ldap://127.0.0.1:{hung.getsockname()[1]}"]).test_client()
-        for path in ("/healthz", "/helpdesk/?q=x"):
-            started = time.monotonic()
-            response = client.get(path)
-            assert time.monotonic() - started < 3
-            assert response.status_code in (503, 302)
+        # LDAP_TIMEOUT must end each wait: bounded() fails the test if an answer never comes.
+        assert bounded(client.get, "/healthz").status_code == 503
+        assert bounded(client.get, "/helpdesk/?q=x").status_code == 302  # to the login page, asking nothing
         token = csrf_token(client.get("/reset"))
-        started = time.monotonic()
-        response = client.post("/reset", data={"csrf_token": token, "identifier": JAN.uid})
+        response = bounded(client.post, "/reset", data={"csrf_token": token, "identifier": JAN.uid})
         assert response.status_code == 503
-        assert time.monotonic() - started < 3
+        assert "Katalog kont nie odpowiada" in response.get_data(as_text=True)
 
 
 # -- mail
 
 
-def test_smtp_down_then_back_delivers_the_mail(smtp, reset_flow, make_person):
+def test_smtp_down_then_back_delivers_the_mail(smtp, reset_flow, make_person, caplog, wait_until):
     person = make_person()
     smtp.stop()
     assert reset_flow.request(person.uid).status_code == 303
-    time.sleep(0.8)
+    wait_until(lambda: "failed (attempt 2" in caplog.text, "no retry failed while SMTP was down")
     smtp.start()
     assert smtp.wait_for(1, timeout=15)[0]["X-Envelope-To"] == person.recovery[0]
