@@ -2,7 +2,8 @@
 
 The servers: a private slapd and an SMTP sink for the whole session (`slapd`, `smtp`), a slapd of a
 test's own that it may stop (`own_slapd`), the app over real HTTP (`live_server`) and a headless
-Chromium (`browser`).
+Chromium (`browser`). Tests that need no server use `pure_app` (or `settings`), which point at
+loopback ports where nothing listens and start nothing.
 """
 
 import itertools
@@ -142,6 +143,17 @@ def _settings(ldap_url: str, smtp_port: int, overrides: dict) -> dict:
 
 
 @pytest.fixture(scope="session")
+def settings():
+    """Return settings(**overrides): the test settings, with a directory and SMTP server where nothing listens."""
+    ldap_url, smtp_port = f"ldap://127.0.0.1:{sandbox.free_port()}", sandbox.free_port()
+
+    def make(**overrides) -> dict:
+        return _settings(ldap_url, smtp_port, overrides)
+
+    return make
+
+
+@pytest.fixture(scope="session")
 def server_settings(slapd, smtp_server):
     """Return server_settings(**overrides): the test settings wired to the test slapd and SMTP server."""
 
@@ -193,6 +205,14 @@ def config_overrides():
 def app(make_app, config_overrides):
     """The app wired to the test servers, with the test's config_overrides."""
     return make_app(**config_overrides)
+
+
+@pytest.fixture
+def pure_app(settings):
+    """An app whose directory and SMTP server are loopback ports where nothing listens: it starts no server."""
+    app = create_app(settings())
+    yield app
+    app.extensions["pwdrst.directory"].close()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import pytest
 from itsdangerous.timed import TimestampSigner
 
 from pwdrst import sandbox
-from pwdrst.sandbox import free_port
 
 NEW = "Gorski-potok-i-stary-mlyn-12"
 
@@ -105,10 +104,9 @@ def test_shared_address_asks_for_the_helpdesk(auth):
     assert "Ten adres należy do więcej niż jednego konta" in page
 
 
-def test_directory_outage_on_login_is_a_503(make_app, submit):
-    app = make_app(LDAP_URL=[f"ldap://127.0.0.1:{free_port()}"])
+def test_directory_outage_on_login_is_a_503(pure_app, submit):
     data = {"identifier": "jkowalski", "password": "whatever-password"}
-    response = submit(app.test_client(), "/login", data)
+    response = submit(pure_app.test_client(), "/login", data)
     assert response.status_code == 503
     assert "Katalog kont nie odpowiada" in response.get_data(as_text=True)
 

@@ -28,9 +28,9 @@ def flask_cli(server_settings, environment):
     "key",
     ["SECRET_KEY", "PUBLIC_URL", "LDAP_URL", "LDAP_BIND_DN", "LDAP_BASE_DN", "SUPPORT_EMAIL", "MAIL_DEFAULT_SENDER"],
 )
-def test_missing_setting_stops_start_up_naming_it(server_settings, key):
+def test_missing_setting_stops_start_up_naming_it(settings, key):
     with pytest.raises(ConfigError, match=key):
-        create_app(server_settings(**{key: None}))
+        create_app(settings(**{key: None}))
 
 
 @pytest.mark.parametrize(
@@ -49,9 +49,9 @@ def test_missing_setting_stops_start_up_naming_it(server_settings, key):
         ("LDAP_BIND_PASSWORD_FILE", "/nonexistent/secret"),
     ],
 )
-def test_invalid_setting_stops_start_up_naming_it(server_settings, key, value):
+def test_invalid_setting_stops_start_up_naming_it(settings, key, value):
     with pytest.raises(ConfigError, match=key):
-        create_app(server_settings(**{key: value}))
+        create_app(settings(**{key: value}))
 
 
 def test_ldap_url_with_a_trailing_slash_is_accepted(slapd, make_app):
@@ -94,10 +94,10 @@ def test_invalid_environment_value_is_named():
         from_environment({"PWDRST_LDAP_TIMEOUT": "soon"}, defaults())
 
 
-def test_site_file_is_read_before_the_environment(server_settings, environment, tmp_path):
+def test_site_file_is_read_before_the_environment(settings, environment, tmp_path):
     site = tmp_path / "site.py"
     site.write_text('ORGANISATION_NAME = "Z pliku"\nSUPPORT_PHONE = "+48 12 000 00 00"\n')
-    env = environment(server_settings(), PWDRST_CONFIG=str(site), PWDRST_ORGANISATION_NAME="Ze zmiennej")
+    env = environment(settings(), PWDRST_CONFIG=str(site), PWDRST_ORGANISATION_NAME="Ze zmiennej")
     result = subprocess.run(
         [
             sys.executable,

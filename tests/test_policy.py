@@ -15,11 +15,11 @@ def policy():
 
 
 @pytest.fixture
-def messages(app):
+def messages(pure_app):
     """Return messages(verdict, language): the sentences of a verdict's problems in a language."""
 
     def read(verdict, language):
-        with app.test_request_context(), force_locale(language):
+        with pure_app.test_request_context(), force_locale(language):
             return [p.message for p in verdict.problems]
 
     return read
@@ -99,10 +99,10 @@ def test_organisation_word_does_not_count_for_anyone(policy):
 
 
 @pytest.mark.parametrize("password", ["Agnieszka1999123", "Wojciech19901990"])
-def test_polish_first_name_plus_year_is_weak(policy, app, password):
+def test_polish_first_name_plus_year_is_weak(policy, pure_app, password):
     verdict = policy.check(password, None)
     assert "weak" in verdict.codes
-    with app.test_request_context(), force_locale("pl"):
+    with pure_app.test_request_context(), force_locale("pl"):
         assert "To hasło zbyt łatwo odgadnąć" in " ".join(p.message for p in verdict.problems)
         assert str(verdict.warning) == "Popularne polskie słowa, imiona, nazwiska i miejscowości łatwo odgadnąć."
 
@@ -155,9 +155,9 @@ def test_no_composition_rules(policy):
     assert policy.check("kot pije mleko pod starym mostem", None).ok
 
 
-def test_zxcvbn_feedback_is_translated(policy, app):
+def test_zxcvbn_feedback_is_translated(policy, pure_app):
     verdict = policy.check("qwertyuiopasdfgh", None)
-    with app.test_request_context(), force_locale("pl"):
+    with pure_app.test_request_context(), force_locale("pl"):
         assert str(verdict.warning) == "To hasło przypomina popularne hasło."
         assert [str(s) for s in verdict.suggestions] == ["Dodaj jeszcze słowo lub dwa. Lepsze są słowa nietypowe."]
 
