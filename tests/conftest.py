@@ -1,4 +1,10 @@
-"""Fixtures: a real slapd and a real SMTP server for the session, and the app wired to them."""
+"""Fixtures in flaskr's vocabulary (`app`, `client`, `runner`, `auth`) and the real servers behind them.
+
+The servers: a private slapd and an SMTP sink for the whole session (`slapd`, `smtp`), a slapd of a
+test's own that it may stop (`own_slapd`), the app over real HTTP (`live_server`) and a headless
+Chromium (`browser`). Tests that need no server use `pure_app` (or `settings`), which point at
+loopback ports where nothing listens and start nothing.
+"""
 
 import itertools
 import json
@@ -7,14 +13,33 @@ import re
 import sys
 import tempfile
 import threading
+import time
+from concurrent.futures import Future
 
+import ldap3
 import pytest
 
 from pwdrst import create_app, sandbox
 from pwdrst.sandbox import Person, Slapd, SmtpSink
 
+PUBLIC_URL = "https://pwdrst.uni.example/pwdrst"
+NEW_PASSWORD = "Nowe-haslo-z-lasu-nad-rzeka-44"
+LINK_RE = re.compile(r"https?://\S+/(?:reset|recovery)/[A-Za-z0-9_\-.]+")
+CSRF_RE = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"|name="csrf-token" content="([^"]+)"')
+SCREENSHOTS = os.environ.get("PWDRST_TEST_SCREENSHOTS") or os.path.join(
+    os.path.dirname(__file__), "..", "test-artifacts", "screenshots"
+)
+
 _serial = itertools.count(1)
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="session")
+def project_root():
+    """The directory holding the package, wsgi.py and gunicorn.conf.py."""
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# -- servers
 
 
 @pytest.fixture(scope="session")
@@ -35,9 +60,55 @@ def own_slapd():
     server.close()
 
 
+class Mailbox(SmtpSink):
+    """The SMTP sink, with ways to read the mail it captured."""
+
+    @staticmethod
+    def text(message) -> str:
+        """Return the plain-text part of a mail."""
+        return message.get_body(preferencelist=("plain",)).get_content()
+
+    @staticmethod
+    def html(message) -> str:
+        """Return the HTML part of a mail."""
+        return message.get_body(preferencelist=("html",)).get_content()
+
+    def link(self, message) -> str:
+        """Return the link a mail carries."""
+        match = LINK_RE.search(self.text(message))
+        assert match, "the mail has no link"
+        return match.group(0)
+
+    def link_path(self, message) -> str:
+        """Return the path of the link a mail carries, for the test client."""
+        return path_of(self.link(message))
+
+    def wait_for_link(self, to: str, timeout: float = 10.0):
+        """Wait for the newest mail to the address `to` that carries a link; return it and the link."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for message in reversed(self.messages):
+                match = LINK_RE.search(self.text(message))
+                if to in message["X-Envelope-To"] and match:
+                    return message, match.group(0)
+            time.sleep(0.05)
+        raise AssertionError(f"no mail with a link reached {to} in {timeout} s")
+
+    def delivered(self, *apps) -> list:
+        """Deliver the mail the apps still hold, then return every message received.
+
+        After the apps' queues are drained nothing more can arrive, so an assertion that a mail was
+        not sent cannot pass merely by looking too early.
+        """
+        for app in apps:
+            assert app.extensions["pwdrst.mail"].drain(10), "some mail could not be delivered"
+        return list(self.messages)
+
+
 @pytest.fixture(scope="session")
 def smtp_server():
-    server = SmtpSink().start()
+    """The SMTP sink for the whole session (tests use `smtp`)."""
+    server = Mailbox().start()
     yield server
     server.stop()
 
@@ -53,10 +124,12 @@ def smtp(smtp_server):
         smtp_server.start()
 
 
-def base_config(slapd, smtp_server, **overrides):
-    """Return the settings of an app wired to the test servers."""
+# -- settings and apps
+
+
+def _settings(ldap_url: str, smtp_port: int, overrides: dict) -> dict:
     config = {
-        **sandbox.app_settings(slapd.url, smtp_server.port, "https://pwdrst.uni.example/pwdrst"),
+        **sandbox.app_settings(ldap_url, smtp_port, PUBLIC_URL),
         "TESTING": True,
         "SECRET_KEY": "test-secret-key-0123456789abcdef0123456789",
         "LDAP_TIMEOUT": 2,
@@ -69,17 +142,76 @@ def base_config(slapd, smtp_server, **overrides):
     return config
 
 
+@pytest.fixture(scope="session")
+def settings():
+    """Return settings(**overrides): the test settings, with a directory and SMTP server where nothing listens."""
+    ldap_url, smtp_port = f"ldap://127.0.0.1:{sandbox.free_port()}", sandbox.free_port()
+
+    def make(**overrides) -> dict:
+        return _settings(ldap_url, smtp_port, overrides)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def server_settings(slapd, smtp_server):
+    """Return server_settings(**overrides): the test settings wired to the test slapd and SMTP server."""
+
+    def make(**overrides) -> dict:
+        return _settings(slapd.url, smtp_server.port, overrides)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def environment():
+    """Return environment(settings, **extra): os.environ without PWDRST_*, then settings as PWDRST_*, then extra."""
+
+    def make(settings: dict, **extra) -> dict:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PWDRST_")}
+        env.update(sandbox.as_environment({k: v for k, v in settings.items() if k != "TESTING"}))
+        env.update(extra)
+        return env
+
+    return make
+
+
+def _close(app) -> None:
+    app.extensions["pwdrst.mail"].drain(5)
+    app.extensions["pwdrst.directory"].close()
+
+
+@pytest.fixture
+def make_app(server_settings, smtp):
+    """Return make_app(**overrides): an app wired to the test servers with other settings, closed after the test."""
+    made = []
+
+    def make(**overrides):
+        made.append(create_app(server_settings(**overrides)))
+        return made[-1]
+
+    yield make
+    for app in made:
+        _close(app)
+
+
 @pytest.fixture
 def config_overrides():
-    """Settings a test module or test changes (override this fixture, or update the dict)."""
+    """Settings a test module or test changes (override this fixture, or parametrize it)."""
     return {}
 
 
 @pytest.fixture
-def app(slapd, smtp, config_overrides):
-    app = create_app(base_config(slapd, smtp, **config_overrides))
+def app(make_app, config_overrides):
+    """The app wired to the test servers, with the test's config_overrides."""
+    return make_app(**config_overrides)
+
+
+@pytest.fixture
+def pure_app(settings):
+    """An app whose directory and SMTP server are loopback ports where nothing listens: it starts no server."""
+    app = create_app(settings())
     yield app
-    app.extensions["pwdrst.mail"].drain(5)
     app.extensions["pwdrst.directory"].close()
 
 
@@ -93,9 +225,12 @@ def runner(app):
     return app.test_cli_runner()
 
 
+# -- people and the directory
+
+
 @pytest.fixture
 def make_person(slapd):
-    """Create a fresh person in the directory, so a test may change its password freely."""
+    """Return make_person(...): a fresh person in the directory, whose password a test may change freely."""
 
     def make(given="Ewa", surname="Testowa", password=None, recovery=True, groups=(), extra=None, mail=None):
         n = next(_serial)
@@ -116,22 +251,192 @@ def make_person(slapd):
     return make
 
 
-CSRF_RE = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"|name="csrf-token" content="([^"]+)"')
+@pytest.fixture(scope="session")
+def can_bind(slapd):
+    """Return can_bind(dn, password): whether a plain ldap3 bind, outside the code under test, succeeds."""
+
+    def bind(dn: str, password: str | bytes) -> bool:
+        secret = password.encode() if isinstance(password, str) else password
+        conn = ldap3.Connection(ldap3.Server(slapd.url, get_info=ldap3.NONE), dn, secret, raise_exceptions=False)
+        try:
+            return conn.bind()
+        finally:
+            conn.unbind()
+
+    return bind
 
 
-def csrf_token(html: str) -> str:
-    """Return the CSRF token a page carries."""
-    match = CSRF_RE.search(html)
-    assert match, "the page has no CSRF token"
-    return match.group(1) or match.group(2)
+@pytest.fixture(scope="session")
+def new_password():
+    """A password every rule accepts, to set in a test."""
+    return NEW_PASSWORD
+
+
+# -- forms, sessions and the reset flow
+
+
+@pytest.fixture(scope="session")
+def csrf_token():
+    """Return csrf_token(page): the CSRF token a page (a response, or its HTML) carries."""
+
+    def find(page) -> str:
+        html = page if isinstance(page, str) else page.get_data(as_text=True)
+        match = CSRF_RE.search(html)
+        assert match, "the page has no CSRF token"
+        return match.group(1) or match.group(2)
+
+    return find
+
+
+@pytest.fixture(scope="session")
+def submit(csrf_token):
+    """Return submit(client, url, data, form_url=None, **kwargs): GET the form (as a browser would), then POST it."""
+
+    def post(client, url, data, form_url=None, **kwargs):
+        page = client.get(form_url or url, **kwargs)
+        return client.post(url, data={"csrf_token": csrf_token(page), **data}, **kwargs)
+
+    return post
+
+
+class AuthActions:
+    """Log in and out through the forms, as a person does."""
+
+    def __init__(self, client, submit):
+        self._client = client
+        self._submit = submit
+
+    def login(self, identifier, password, **kwargs):
+        return self._submit(self._client, "/login", {"identifier": identifier, "password": password}, **kwargs)
+
+    def logout(self):
+        return self._submit(self._client, "/logout", {}, form_url="/password")
+
+    def on(self, client) -> "AuthActions":
+        """The same actions for another client."""
+        return AuthActions(client, self._submit)
+
+
+@pytest.fixture
+def auth(client, submit):
+    """auth.login(identifier, password), auth.logout(), for `client` (auth.on(other) for another)."""
+    return AuthActions(client, submit)
+
+
+def path_of(link: str) -> str:
+    """Turn a link built from PUBLIC_URL into a path for the test client."""
+    assert link.startswith(PUBLIC_URL + "/"), link
+    return link[len(PUBLIC_URL) :]
+
+
+class ResetFlow:
+    """The forgot-password flow as a person goes through it: request a link, open it, set a password."""
+
+    def __init__(self, client, smtp, submit, new_password):
+        self.client = client
+        self.smtp = smtp
+        self.submit = submit
+        self.new_password = new_password
+
+    def request(self, identifier, client=None, **kwargs):
+        """Submit the request form for an identifier."""
+        return self.submit(client or self.client, "/reset", {"identifier": identifier}, **kwargs)
+
+    def link(self, identifier, **kwargs) -> str:
+        """Request a link for an identifier; return the link the next mail carries."""
+        count = len(self.smtp.messages) + 1
+        self.request(identifier, **kwargs)
+        return self.smtp.link(self.smtp.wait_for(count)[-1])
+
+    def open(self, link, client=None):
+        """Open a link (any link built from PUBLIC_URL) with the test client."""
+        return (client or self.client).get(path_of(link))
+
+    def set_password(self, link, password=None, confirm=None, client=None):
+        """Open a link, then submit the new password on the page it leads to."""
+        client = client or self.client
+        opened = self.open(link, client)
+        if opened.status_code != 303:
+            return opened
+        assert opened.headers["Location"] == "/reset/new"
+        password = password or self.new_password
+        return self.submit(client, "/reset/new", {"new_password": password, "confirm": confirm or password})
+
+
+@pytest.fixture
+def reset_flow(client, smtp, submit, new_password):
+    """reset_flow.request(identifier), .link(identifier), .open(link), .set_password(link, password)."""
+    return ResetFlow(client, smtp, submit, new_password)
+
+
+@pytest.fixture
+def audit(caplog):
+    """Return audit(event): the audit lines of one event that the test's log capture saw."""
+
+    def events(event: str) -> list[dict]:
+        records = (r for r in caplog.records if r.name == "pwdrst.audit")
+        return [line for line in (json.loads(r.getMessage()) for r in records) if line["event"] == event]
+
+    return events
+
+
+@pytest.fixture(scope="session")
+def comparable():
+    """Return comparable(response): what two answers must share to be indistinguishable.
+
+    The status, the headers but the cookie, date and length, and the body without its CSRF tokens.
+    """
+
+    def strip(response):
+        body = re.sub(r'(csrf[-_]token"[^>]*(?:value|content)=")[^"]+', r"\1", response.get_data(as_text=True))
+        headers = {k: v for k, v in response.headers.items() if k not in ("Set-Cookie", "Date", "Content-Length")}
+        return response.status_code, headers, body
+
+    return strip
+
+
+@pytest.fixture(scope="session")
+def bounded():
+    """Return bounded(call, *args, **kwargs): the call's result or exception; fail if it never returns.
+
+    A guard against hanging, not a stopwatch: the limit is far above any normal answer.
+    """
+
+    def run(call, *args, **kwargs):
+        future = Future()
+
+        def target():
+            try:
+                future.set_result(call(*args, **kwargs))
+            except BaseException as exc:  # noqa: BLE001 - handed back to the test's thread by future.result()
+                future.set_exception(exc)
+
+        threading.Thread(target=target, daemon=True).start()
+        try:
+            return future.result(timeout=60)
+        except TimeoutError:
+            if future.done():
+                raise
+            pytest.fail(f"{getattr(call, '__name__', call)} never returned (waited 60 s)")
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def wait_until():
+    """Return wait_until(condition, failure, timeout=15): wait for condition() to hold, or fail saying failure."""
+
+    def wait(condition, failure: str, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                pytest.fail(f"{failure} (waited {timeout} s)")
+            time.sleep(0.05)
+
+    return wait
 
 
 # -- a live server and a real browser
-
-
-SCREENSHOTS = os.environ.get("PWDRST_TEST_SCREENSHOTS") or os.path.join(
-    os.path.dirname(__file__), "..", "test-artifacts", "screenshots"
-)
 
 
 class LiveServer:
@@ -152,51 +457,57 @@ class LiveServer:
 
 
 @pytest.fixture
-def live_server(slapd, smtp, config_overrides):
+def live_server(make_app, config_overrides):
+    """The app over real HTTP on a free loopback port (its PUBLIC_URL)."""
     port = sandbox.free_port()
-    app = create_app(base_config(slapd, smtp, PUBLIC_URL=f"http://127.0.0.1:{port}", **config_overrides))
-    server = LiveServer(app, port)
+    server = LiveServer(make_app(PUBLIC_URL=f"http://127.0.0.1:{port}", **config_overrides), port)
     yield server
     server.stop()
-    app.extensions["pwdrst.mail"].drain(5)
-    app.extensions["pwdrst.directory"].close()
-
-
-def make_browser(language="pl"):
-    """Start Debian's headless Chromium through chromedriver."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1000,900",
-        f"--user-data-dir={tempfile.mkdtemp(prefix='pwdrst-chromium-')}",
-    ):
-        options.add_argument(flag)
-    options.add_experimental_option("prefs", {"intl.accept_languages": language})
-    return webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=options)
 
 
 @pytest.fixture
-def browser():
-    driver = make_browser()
-    yield driver
-    driver.quit()
+def make_browser():
+    """Return make_browser(language="pl"): Debian's headless Chromium through chromedriver, quit after the test."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    drivers = []
+
+    def make(language="pl"):
+        options = webdriver.ChromeOptions()
+        options.binary_location = "/usr/bin/chromium"
+        for flag in (
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1000,900",
+            f"--user-data-dir={tempfile.mkdtemp(prefix='pwdrst-chromium-')}",
+        ):
+            options.add_argument(flag)
+        options.add_experimental_option("prefs", {"intl.accept_languages": language})
+        service = Service(executable_path="/usr/bin/chromedriver")
+        drivers.append(webdriver.Chrome(service=service, options=options))
+        return drivers[-1]
+
+    yield make
+    for driver in drivers:
+        driver.quit()
+
+
+@pytest.fixture
+def browser(make_browser):
+    return make_browser()
 
 
 @pytest.fixture
 def screenshot(request):
-    """Save a screenshot of a browser under test-artifacts/screenshots/<test>-<name>.png."""
+    """Return screenshot(driver, name): save test-artifacts/screenshots/<test>-<name>.png."""
     os.makedirs(SCREENSHOTS, exist_ok=True)
 
     def take(driver, name):
@@ -214,41 +525,6 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(f"hostile input: {sum(hostile.CASES.values())} cases ({cases})")
     if os.path.isdir(SCREENSHOTS) and os.listdir(SCREENSHOTS):
         terminalreporter.write_line(f"browser screenshots: {os.path.abspath(SCREENSHOTS)}")
-
-
-# -- helpers for driving forms and reading mail
-
-LINK_RE = re.compile(r"https?://\S+/(?:reset|recovery)/[A-Za-z0-9_\-.]+")
-
-
-def submit(client, url, data, form_url=None, **kwargs):
-    """GET the form (for its CSRF token and cookie, as a browser would), then POST it."""
-    page = client.get(form_url or url, **kwargs)
-    return client.post(url, data={"csrf_token": csrf_token(page.get_data(as_text=True)), **data}, **kwargs)
-
-
-def mail_text(message) -> str:
-    """Return the plain-text part of a captured mail."""
-    return message.get_body(preferencelist=("plain",)).get_content()
-
-
-def mail_link(message) -> str:
-    """Return the link a captured mail carries."""
-    match = LINK_RE.search(mail_text(message))
-    assert match, "the mail has no link"
-    return match.group(0)
-
-
-def audit_events(caplog, event: str) -> list[dict]:
-    """Return the audit lines of one event that a test's log capture saw."""
-    records = (r for r in caplog.records if r.name == "pwdrst.audit")
-    return [line for line in (json.loads(r.getMessage()) for r in records) if line["event"] == event]
-
-
-def link_path(link: str, public_url: str = "https://pwdrst.uni.example/pwdrst") -> str:
-    """Turn a link built from PUBLIC_URL into a path for the test client."""
-    assert link.startswith(public_url + "/"), link
-    return link[len(public_url) :]
 
 
 def pytest_addoption(parser):

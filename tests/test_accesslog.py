@@ -2,13 +2,10 @@
 
 import subprocess
 import sys
-import time
 import urllib.request
 
 from pwdrst.accesslog import redact
 from pwdrst.sandbox import free_port, wait_for_port
-from tests.conftest import ROOT
-from tests.test_config import environment_for
 
 
 def test_redact_takes_tokens_out_of_link_paths():
@@ -18,17 +15,19 @@ def test_redact_takes_tokens_out_of_link_paths():
         assert redact(f"GET {path} HTTP/1.1") == f"GET {path} HTTP/1.1"
 
 
-def test_gunicorn_access_log_has_no_token(slapd, smtp, tmp_path):
+def test_gunicorn_access_log_has_no_token(server_settings, environment, project_root, wait_until, tmp_path):
     port = free_port()
-    env = environment_for(
-        slapd, smtp, PWDRST_GUNICORN_BIND=f"127.0.0.1:{port}", PWDRST_GUNICORN_WORKERS="1", PWDRST_GUNICORN_THREADS="2"
+    env = environment(
+        server_settings(TRUSTED_HOSTS=["127.0.0.1"]),
+        PWDRST_GUNICORN_BIND=f"127.0.0.1:{port}",
+        PWDRST_GUNICORN_WORKERS="1",
+        PWDRST_GUNICORN_THREADS="2",
     )
-    env["PWDRST_TRUSTED_HOSTS"] = "127.0.0.1"
     log = tmp_path / "gunicorn.log"
     with open(log, "w") as out:
         server = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
-            cwd=ROOT,
+            cwd=project_root,
             env=env,
             stdout=out,
             stderr=out,
@@ -40,7 +39,7 @@ def test_gunicorn_access_log_has_no_token(slapd, smtp, tmp_path):
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/reset/{token}", timeout=10)
             except urllib.error.HTTPError as refused:
                 assert refused.code == 400
-            time.sleep(0.3)
+            wait_until(lambda: "/reset/[token]" in log.read_text(), "the request never reached the access log")
         finally:
             server.terminate()
             server.wait(30)

@@ -3,13 +3,12 @@
 import pytest
 
 from pwdrst.policy import check_password
-from tests.conftest import csrf_token, link_path, mail_link, submit
 
 
 @pytest.fixture
-def meter(client):
-    """POST to the meter with the page's CSRF token, as the script does."""
-    token = csrf_token(client.get("/reset").get_data(as_text=True))
+def meter(client, csrf_token):
+    """Return meter(body, **headers): POST to the meter with the page's CSRF token, as the script does."""
+    token = csrf_token(client.get("/reset"))
 
     def post(body, **headers):
         kwargs = {"json": body} if not isinstance(body, (bytes, str)) else {"data": body}
@@ -30,9 +29,9 @@ def test_meter_answers_the_policy_verdict(meter, app):
         assert [p["code"] for p in body["problems"]] == list(check_password("krótkie").codes)
 
 
-def test_meter_speaks_the_page_language(client):
+def test_meter_speaks_the_page_language(client, csrf_token):
     client.get("/lang/en")
-    token = csrf_token(client.get("/reset").get_data(as_text=True))
+    token = csrf_token(client.get("/reset"))
     body = client.post("/api/strength", json={"password": "abc"}, headers={"X-CSRFToken": token}).get_json()
     assert "Use at least 15 characters (this one has 3)." in [p["message"] for p in body["problems"]]
 
@@ -42,11 +41,10 @@ def test_meter_accepts_a_strong_password(meter):
     assert body == {"ok": True, "score": 4, "problems": [], "warning": "", "suggestions": []}
 
 
-def test_meter_judges_for_the_account_of_the_reset_link(client, smtp, make_person):
+def test_meter_judges_for_the_account_of_the_reset_link(client, make_person, reset_flow, csrf_token):
     person = make_person(given="Jan", surname="Kowalski")
-    submit(client, "/reset", {"identifier": person.uid})
-    client.get(link_path(mail_link(smtp.wait_for(1)[0])))
-    token = csrf_token(client.get("/reset/new").get_data(as_text=True))
+    reset_flow.open(reset_flow.link(person.uid))
+    token = csrf_token(client.get("/reset/new"))
     body = client.post("/api/strength", json={"password": "JanKowalski2025!"}, headers={"X-CSRFToken": token})
     assert "personal" in [p["code"] for p in body.get_json()["problems"]]
 

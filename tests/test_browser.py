@@ -2,8 +2,12 @@
 
 import pytest
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from pwdrst import sandbox
 
 pytestmark = pytest.mark.browser
+STAFF = sandbox.SAMPLE_PEOPLE[3]
 
 
 def test_home_page_in_polish_then_english(live_server, browser, screenshot):
@@ -45,15 +49,13 @@ def click_and_wait(browser, element, timeout=10):
 
 
 def wait_for(browser, condition, timeout=10):
-    from selenium.webdriver.support.ui import WebDriverWait
-
+    """Wait until a condition on the page holds."""
     return WebDriverWait(browser, timeout).until(condition)
 
 
-def test_forgot_password_from_request_to_success(live_server, browser, screenshot, smtp, slapd, make_person):
-    from tests.conftest import mail_link
-    from tests.test_reset import NEW_PASSWORD, can_bind
-
+def test_forgot_password_from_request_to_success(
+    live_server, browser, screenshot, smtp, can_bind, make_person, new_password
+):
     person = make_person()
     browser.get(live_server.url + "/")
     click_and_wait(browser, browser.find_element(By.LINK_TEXT, "Ustaw nowe hasło"))
@@ -63,7 +65,7 @@ def test_forgot_password_from_request_to_success(live_server, browser, screensho
     assert "Sprawdź skrzynkę" in browser.page_source
     screenshot(browser, "2-requested")
 
-    link = mail_link(smtp.wait_for(1)[0])
+    link = smtp.link(smtp.wait_for(1)[0])
     assert link.startswith(live_server.url + "/reset/")
     browser.get(link)
     assert browser.current_url == live_server.url + "/reset/new"  # the token left the address bar
@@ -76,25 +78,23 @@ def test_forgot_password_from_request_to_success(live_server, browser, screensho
     screenshot(browser, "3-weak-password-meter")
 
     field.clear()
-    field.send_keys(NEW_PASSWORD)
+    field.send_keys(new_password)
     wait_for(browser, lambda b: meter.get_attribute("data-ok") == "true")
     assert meter.get_attribute("data-score") in ("3", "4")
-    browser.find_element(By.ID, "confirm").send_keys(NEW_PASSWORD)
+    browser.find_element(By.ID, "confirm").send_keys(new_password)
     screenshot(browser, "4-strong-password-meter")
     click_and_wait(browser, browser.find_element(By.CSS_SELECTOR, "form button[type=submit]"))
     assert "Hasło zmienione" in browser.page_source
     screenshot(browser, "5-done")
-    assert can_bind(slapd, person.dn, NEW_PASSWORD)
+    assert can_bind(person.dn, new_password)
 
 
 def test_show_password_toggle(live_server, browser, smtp, make_person):
-    from tests.conftest import mail_link
-
     person = make_person()
     browser.get(live_server.url + "/reset")
     browser.find_element(By.ID, "identifier").send_keys(person.uid)
     click_and_wait(browser, browser.find_element(By.CSS_SELECTOR, "form button[type=submit]"))
-    browser.get(mail_link(smtp.wait_for(1)[0]))
+    browser.get(smtp.link(smtp.wait_for(1)[0]))
     field = browser.find_element(By.ID, "new_password")
     toggle = browser.find_element(By.CSS_SELECTOR, "button[data-show=new_password]")
     assert field.get_attribute("type") == "password"
@@ -110,10 +110,7 @@ arguments[0].dispatchEvent(new KeyboardEvent(arguments[1], {key: "A", bubbles: t
 """
 
 
-def test_login_caps_lock_change_and_logout(live_server, browser, screenshot, smtp, slapd, make_person):
-    from tests.test_account import NEW
-    from tests.test_reset import can_bind
-
+def test_login_caps_lock_change_and_logout(live_server, browser, screenshot, can_bind, make_person, new_password):
     person = make_person()
     browser.get(live_server.url + "/")
     click_and_wait(browser, browser.find_element(By.LINK_TEXT, "Zaloguj się"))
@@ -141,13 +138,13 @@ def test_login_caps_lock_change_and_logout(live_server, browser, screenshot, smt
     click_and_wait(browser, browser.find_element(By.CSS_SELECTOR, "form.stacked button[type=submit]"))
     assert browser.current_url == live_server.url + "/password"
     browser.find_element(By.ID, "current_password").send_keys(person.password)
-    browser.find_element(By.ID, "new_password").send_keys(NEW)
-    browser.find_element(By.ID, "confirm").send_keys(NEW)
+    browser.find_element(By.ID, "new_password").send_keys(new_password)
+    browser.find_element(By.ID, "confirm").send_keys(new_password)
     screenshot(browser, "3-change-form")
     click_and_wait(browser, browser.find_element(By.CSS_SELECTOR, "form.stacked button[type=submit]"))
     assert "Hasło zostało zmienione" in browser.page_source
     screenshot(browser, "4-changed")
-    assert can_bind(slapd, person.dn, NEW)
+    assert can_bind(person.dn, new_password)
 
     click_and_wait(browser, browser.find_element(By.CSS_SELECTOR, "nav.account button[type=submit]"))
     assert "Wylogowano." in browser.page_source
@@ -157,17 +154,12 @@ def test_login_caps_lock_change_and_logout(live_server, browser, screenshot, smt
 
 
 def test_helpdesk_issues_a_shown_once_link_used_in_another_browser(
-    live_server, browser, screenshot, slapd, make_person
+    live_server, browser, make_browser, screenshot, can_bind, make_person, new_password
 ):
-    from pwdrst import sandbox
-    from tests.conftest import make_browser
-    from tests.test_reset import NEW_PASSWORD, can_bind
-
-    staff = sandbox.SAMPLE_PEOPLE[3]
     person = make_person(given="Zofia", surname="Przykładna")
     browser.get(live_server.url + "/login")
-    browser.find_element(By.ID, "identifier").send_keys(staff.uid)
-    browser.find_element(By.ID, "password").send_keys(staff.password)
+    browser.find_element(By.ID, "identifier").send_keys(STAFF.uid)
+    browser.find_element(By.ID, "password").send_keys(STAFF.password)
     click_and_wait(browser, browser.find_element(By.CSS_SELECTOR, "form.stacked button[type=submit]"))
     click_and_wait(browser, browser.find_element(By.LINK_TEXT, "Pomoc IT"))
     browser.find_element(By.ID, "q").send_keys("Przykładna")
@@ -189,14 +181,11 @@ def test_helpdesk_issues_a_shown_once_link_used_in_another_browser(
     screenshot(browser, "4-reloaded")
 
     other = make_browser()
-    try:
-        other.get(link)
-        assert other.current_url == live_server.url + "/reset/new"
-        other.find_element(By.ID, "new_password").send_keys(NEW_PASSWORD)
-        other.find_element(By.ID, "confirm").send_keys(NEW_PASSWORD)
-        click_and_wait(other, other.find_element(By.CSS_SELECTOR, "form button[type=submit]"))
-        assert "Hasło zmienione" in other.page_source
-        screenshot(other, "5-reset-in-second-browser")
-    finally:
-        other.quit()
-    assert can_bind(slapd, person.dn, NEW_PASSWORD)
+    other.get(link)
+    assert other.current_url == live_server.url + "/reset/new"
+    other.find_element(By.ID, "new_password").send_keys(new_password)
+    other.find_element(By.ID, "confirm").send_keys(new_password)
+    click_and_wait(other, other.find_element(By.CSS_SELECTOR, "form button[type=submit]"))
+    assert "Hasło zmienione" in other.page_source
+    screenshot(other, "5-reset-in-second-browser")
+    assert can_bind(person.dn, new_password)

@@ -6,35 +6,35 @@ import io
 import pytest
 
 from pwdrst import sandbox
-from tests.conftest import audit_events, mail_link, mail_text
-from tests.test_reset import NEW_PASSWORD, can_bind, open_and_set
 
 
 def report_rows(text: str) -> list[dict]:
     return list(csv.DictReader(io.StringIO(text)))
 
 
-def test_issue_link_sends_to_the_recovery_address(runner, app, smtp, slapd, make_person, caplog):
+def test_issue_link_sends_to_the_recovery_address(
+    runner, app, smtp, make_person, can_bind, audit, new_password, reset_flow
+):
     person = make_person()
     result = runner.invoke(args=["issue-link", person.mail[1]])
     assert result.exit_code == 0, result.output
     assert "sent to" in result.output and person.recovery[0] not in result.output  # masked
     [message] = smtp.wait_for(1)
     assert message["X-Envelope-To"] == person.recovery[0]
-    assert "jest gotowe" in mail_text(message)
-    assert open_and_set(app.test_client(), mail_link(message)).status_code == 303
-    assert can_bind(slapd, person.dn, NEW_PASSWORD)
-    [event] = audit_events(caplog, "cli_link")
+    assert "jest gotowe" in smtp.text(message)
+    assert reset_flow.set_password(smtp.link(message), client=app.test_client()).status_code == 303
+    assert can_bind(person.dn, new_password)
+    [event] = audit("cli_link")
     assert event["actor"].startswith("cli:") and event["account"] == person.uid
 
 
-def test_issue_link_prints_it(runner, app, slapd, make_person):
+def test_issue_link_prints_it(runner, app, make_person, reset_flow):
     person = make_person()
     result = runner.invoke(args=["issue-link", person.uid, "--print", "--max-age", "600"])
     assert result.exit_code == 0
     link = result.output.strip()
     assert link.startswith("https://pwdrst.uni.example/pwdrst/reset/")
-    assert open_and_set(app.test_client(), link).status_code == 303
+    assert reset_flow.set_password(link, client=app.test_client()).status_code == 303
 
 
 @pytest.mark.parametrize(
@@ -45,11 +45,11 @@ def test_issue_link_prints_it(runner, app, slapd, make_person):
         (sandbox.SAMPLE_PEOPLE[4].uid, "protected"),
     ],
 )
-def test_issue_link_refuses_with_a_reason(runner, smtp, identifier, expected):
+def test_issue_link_refuses_with_a_reason(runner, smtp, identifier, expected, app):
     result = runner.invoke(args=["issue-link", identifier])
     assert result.exit_code != 0
     assert expected in result.output
-    assert smtp.messages == []
+    assert smtp.delivered(app) == []
 
 
 def test_issue_link_refuses_a_max_age_over_the_cap(runner, make_person):
@@ -66,7 +66,7 @@ def write_csv(tmp_path, rows, header=True):
     return str(path)
 
 
-def test_bulk_issue_reports_each_row(runner, smtp, tmp_path, make_person, caplog):
+def test_bulk_issue_reports_each_row(runner, smtp, tmp_path, make_person, audit):
     first, second, lonely = make_person(), make_person(), make_person(recovery=False)
     path = write_csv(
         tmp_path, [first.uid, second.mail[0], "nobody-at-all", "t.lewandowski@uni.example", lonely.uid, first.uid]
@@ -85,16 +85,16 @@ def test_bulk_issue_reports_each_row(runner, smtp, tmp_path, make_person, caplog
     assert "tlewandowski" in rows[3]["detail"]
     messages = smtp.wait_for(2)
     assert {m["X-Envelope-To"] for m in messages} == {first.recovery[0], second.recovery[0]}
-    assert len(audit_events(caplog, "cli_link")) == 5
+    assert len(audit("cli_link")) == 5
 
 
-def test_bulk_issue_dry_run_sends_nothing(runner, smtp, tmp_path, make_person):
+def test_bulk_issue_dry_run_sends_nothing(runner, smtp, tmp_path, make_person, app):
     person = make_person()
     path = write_csv(tmp_path, [person.uid, "nobody-at-all"], header=False)
     result = runner.invoke(args=["bulk-issue", path, "--dry-run"])
     rows = report_rows(result.stdout)
     assert [r["outcome"] for r in rows] == ["would_send", "unknown"]
-    assert smtp.messages == []
+    assert smtp.delivered(app) == []
 
 
 def test_bulk_issue_writes_the_report_to_a_file(runner, smtp, tmp_path, make_person):
@@ -104,10 +104,11 @@ def test_bulk_issue_writes_the_report_to_a_file(runner, smtp, tmp_path, make_per
     result = runner.invoke(args=["bulk-issue", path, "--report", str(report), "--max-age", str(3 * 86400)])
     assert result.exit_code == 0
     assert report_rows(report.read_text(encoding="utf-8"))[0]["outcome"] == "sent"
-    assert "w ciągu 72 godzin" in mail_text(smtp.wait_for(1)[0])
+    assert "w ciągu 72 godzin" in smtp.text(smtp.wait_for(1)[0])
 
 
-def test_bulk_issue_skips_protected_accounts(runner, smtp, tmp_path):
+def test_bulk_issue_skips_protected_accounts(app, runner, smtp, tmp_path):
     path = write_csv(tmp_path, [sandbox.SAMPLE_PEOPLE[4].uid])
     rows = report_rows(runner.invoke(args=["bulk-issue", path]).stdout)
     assert rows[0]["outcome"] == "protected"
+    assert smtp.delivered(app) == []

@@ -1,6 +1,5 @@
 """Settings: layers, parsing, validation that names the key, and check-config."""
 
-import os
 import subprocess
 import sys
 
@@ -9,18 +8,29 @@ import pytest
 from pwdrst import create_app, sandbox
 from pwdrst.config import ConfigError, defaults, from_environment
 from pwdrst.sandbox import free_port
-from tests.conftest import base_config
+
+
+@pytest.fixture
+def flask_cli(server_settings, environment):
+    """Return flask_cli(*args, **env): run `flask --app pwdrst` with the test settings in the environment."""
+
+    def run(*args, **extra):
+        env = environment(server_settings(), **extra)
+        for name in [k for k, v in extra.items() if v is None]:
+            del env[name]
+        command = [sys.executable, "-m", "flask", "--app", "pwdrst", *args]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+
+    return run
 
 
 @pytest.mark.parametrize(
     "key",
     ["SECRET_KEY", "PUBLIC_URL", "LDAP_URL", "LDAP_BIND_DN", "LDAP_BASE_DN", "SUPPORT_EMAIL", "MAIL_DEFAULT_SENDER"],
 )
-def test_missing_setting_stops_start_up_naming_it(slapd, smtp, key):
-    config = base_config(slapd, smtp)
-    config[key] = None
+def test_missing_setting_stops_start_up_naming_it(settings, key):
     with pytest.raises(ConfigError, match=key):
-        create_app(config)
+        create_app(settings(**{key: None}))
 
 
 @pytest.mark.parametrize(
@@ -39,20 +49,20 @@ def test_missing_setting_stops_start_up_naming_it(slapd, smtp, key):
         ("LDAP_BIND_PASSWORD_FILE", "/nonexistent/secret"),
     ],
 )
-def test_invalid_setting_stops_start_up_naming_it(slapd, smtp, key, value):
+def test_invalid_setting_stops_start_up_naming_it(settings, key, value):
     with pytest.raises(ConfigError, match=key):
-        create_app(base_config(slapd, smtp, **{key: value}))
+        create_app(settings(**{key: value}))
 
 
-def test_ldap_url_with_a_trailing_slash_is_accepted(slapd, smtp):
-    app = create_app(base_config(slapd, smtp, LDAP_URL=[slapd.url + "/"]))
+def test_ldap_url_with_a_trailing_slash_is_accepted(slapd, make_app):
+    app = make_app(LDAP_URL=[slapd.url + "/"])
     assert app.test_client().get("/healthz").status_code == 200
 
 
-def test_bind_password_may_come_from_a_file(slapd, smtp, tmp_path):
+def test_bind_password_may_come_from_a_file(make_app, tmp_path):
     secret = tmp_path / "bind-password"
     secret.write_text(sandbox.SERVICE_PASSWORD + "\n")
-    app = create_app(base_config(slapd, smtp, LDAP_BIND_PASSWORD=None, LDAP_BIND_PASSWORD_FILE=str(secret)))
+    app = make_app(LDAP_BIND_PASSWORD=None, LDAP_BIND_PASSWORD_FILE=str(secret))
     assert app.test_client().get("/healthz").status_code == 200
 
 
@@ -84,26 +94,10 @@ def test_invalid_environment_value_is_named():
         from_environment({"PWDRST_LDAP_TIMEOUT": "soon"}, defaults())
 
 
-def environment_for(slapd, smtp, **extra):
-    """Return an environment holding the test settings as PWDRST_* variables, and extra."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PWDRST_")}
-    settings = base_config(slapd, smtp)
-    del settings["TESTING"]
-    env.update(sandbox.as_environment(settings))
-    env.update(extra)
-    return env
-
-
-def flask_cli(env, *args):
-    return subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "pwdrst", *args], env=env, capture_output=True, text=True, timeout=60
-    )
-
-
-def test_site_file_is_read_before_the_environment(slapd, smtp, tmp_path):
+def test_site_file_is_read_before_the_environment(settings, environment, tmp_path):
     site = tmp_path / "site.py"
     site.write_text('ORGANISATION_NAME = "Z pliku"\nSUPPORT_PHONE = "+48 12 000 00 00"\n')
-    env = environment_for(slapd, smtp, PWDRST_CONFIG=str(site), PWDRST_ORGANISATION_NAME="Ze zmiennej")
+    env = environment(settings(), PWDRST_CONFIG=str(site), PWDRST_ORGANISATION_NAME="Ze zmiennej")
     result = subprocess.run(
         [
             sys.executable,
@@ -119,43 +113,41 @@ def test_site_file_is_read_before_the_environment(slapd, smtp, tmp_path):
     assert result.stdout.strip() == "Ze zmiennej | +48 12 000 00 00"
 
 
-def test_check_config_passes_against_a_working_directory_and_smtp(slapd, smtp):
-    result = flask_cli(environment_for(slapd, smtp), "check-config")
+def test_check_config_passes_against_a_working_directory_and_smtp(flask_cli):
+    result = flask_cli("check-config")
     assert result.returncode == 0, result.stderr
     assert "directory: ok" in result.stdout
     assert "mail: ok" in result.stdout
 
 
-def test_check_config_names_a_wrong_bind_password(slapd, smtp):
-    result = flask_cli(environment_for(slapd, smtp, PWDRST_LDAP_BIND_PASSWORD="wrong-secret"), "check-config")
+def test_check_config_names_a_wrong_bind_password(flask_cli):
+    result = flask_cli("check-config", PWDRST_LDAP_BIND_PASSWORD="wrong-secret")
     assert result.returncode != 0
     assert "wrong LDAP_BIND_DN or LDAP_BIND_PASSWORD" in result.stderr
     assert "wrong-secret" not in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
 
 
-def test_check_config_names_an_unreachable_server(slapd, smtp):
-    result = flask_cli(environment_for(slapd, smtp, PWDRST_LDAP_URL=f"ldap://127.0.0.1:{free_port()}"), "check-config")
+def test_check_config_names_an_unreachable_server(flask_cli):
+    result = flask_cli("check-config", PWDRST_LDAP_URL=f"ldap://127.0.0.1:{free_port()}")
     assert result.returncode != 0
     assert "no server of LDAP_URL answers" in result.stderr
 
 
-def test_check_config_names_an_unknown_base_dn(slapd, smtp):
-    result = flask_cli(environment_for(slapd, smtp, PWDRST_LDAP_BASE_DN="dc=nowhere,dc=example"), "check-config")
+def test_check_config_names_an_unknown_base_dn(flask_cli):
+    result = flask_cli("check-config", PWDRST_LDAP_BASE_DN="dc=nowhere,dc=example")
     assert result.returncode != 0
     assert "base DN dc=nowhere,dc=example does not exist" in result.stderr
 
 
-def test_check_config_names_an_unreachable_smtp_server(slapd, smtp):
-    result = flask_cli(environment_for(slapd, smtp, PWDRST_MAIL_PORT=str(free_port())), "check-config")
+def test_check_config_names_an_unreachable_smtp_server(flask_cli):
+    result = flask_cli("check-config", PWDRST_MAIL_PORT=str(free_port()))
     assert result.returncode != 0
     assert "SMTP server" in result.stderr and "unreachable" in result.stderr
 
 
-def test_check_config_names_a_missing_setting(slapd, smtp):
-    env = environment_for(slapd, smtp)
-    del env["PWDRST_SECRET_KEY"]
-    result = flask_cli(env, "check-config")
+def test_check_config_names_a_missing_setting(flask_cli):
+    result = flask_cli("check-config", PWDRST_SECRET_KEY=None)  # None: not in the environment
     assert result.returncode != 0
     assert "SECRET_KEY is not set" in result.stderr
     assert "Traceback" not in result.stderr

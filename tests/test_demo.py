@@ -11,15 +11,14 @@ import ldap3
 
 from pwdrst import sandbox
 from pwdrst.sandbox import free_port, wait_for_port
-from tests.conftest import ROOT
 
 
-def test_demo_starts_everything_and_stops_cleanly():
+def test_demo_starts_everything_and_stops_cleanly(project_root):
     port = free_port()
     env = {"PATH": "/usr/bin:/bin", "PYTHONUNBUFFERED": "1"}
     demo = subprocess.Popen(
         [sys.executable, "-m", "pwdrst.demo", "--port", str(port)],
-        cwd=ROOT,
+        cwd=project_root,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

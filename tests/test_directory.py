@@ -2,12 +2,10 @@
 
 import socket
 import threading
-import time
 
-import ldap3
 import pytest
 
-from pwdrst import create_app, sandbox
+from pwdrst import sandbox
 from pwdrst.directory import (
     AccountLocked,
     AmbiguousAccount,
@@ -18,21 +16,31 @@ from pwdrst.directory import (
     decode_policy_control,
 )
 from pwdrst.sandbox import free_port
-from tests.conftest import base_config
 
 
 @pytest.fixture
 def directory(app):
+    """The app's directory layer, wired to the test slapd."""
     return app.extensions["pwdrst.directory"]
 
 
-def can_bind(slapd, dn, password: bytes) -> bool:
-    """Bind with plain ldap3, outside the code under test."""
-    conn = ldap3.Connection(ldap3.Server(slapd.url, get_info=ldap3.NONE), dn, password, raise_exceptions=False)
-    try:
-        return conn.bind()
-    finally:
-        conn.unbind()
+@pytest.fixture
+def directory_for(make_app):
+    """Return directory_for(urls, timeout=1): the directory layer of an app with these servers."""
+
+    def make(urls, timeout=1):
+        return make_app(LDAP_URL=urls, LDAP_TIMEOUT=timeout).extensions["pwdrst.directory"]
+
+    return make
+
+
+@pytest.fixture
+def hung_server():
+    """The URL of a server that accepts connections (the kernel does) but never reads or answers."""
+    with socket.socket() as hung:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(16)
+        yield f"ldap://127.0.0.1:{hung.getsockname()[1]}"
 
 
 # -- lookups
@@ -167,33 +175,33 @@ def test_expired_password_with_grace_logins_left(directory, slapd, make_person):
 # -- changes
 
 
-def test_change_password_as_the_person(directory, slapd, make_person):
+def test_change_password_as_the_person(directory, make_person, can_bind):
     person = make_person()
     account = directory.find_account(person.uid)
     assert directory.change_password(account, person.password, "Nowe-haslo-calkiem-inne-1") is False
-    assert can_bind(slapd, person.dn, b"Nowe-haslo-calkiem-inne-1")
-    assert not can_bind(slapd, person.dn, person.password.encode())
+    assert can_bind(person.dn, b"Nowe-haslo-calkiem-inne-1")
+    assert not can_bind(person.dn, person.password.encode())
 
 
-def test_change_with_wrong_current_password_is_refused(directory, slapd, make_person):
+def test_change_with_wrong_current_password_is_refused(directory, make_person, can_bind):
     person = make_person()
     account = directory.find_account(person.uid)
     with pytest.raises(InvalidCredentials):
         directory.change_password(account, "not-the-password", "Nowe-haslo-calkiem-inne-2")
-    assert can_bind(slapd, person.dn, person.password.encode())
+    assert can_bind(person.dn, person.password.encode())
 
 
-def test_password_in_history_is_refused(directory, slapd, make_person):
+def test_password_in_history_is_refused(directory, make_person, can_bind):
     person = make_person()
     account = directory.find_account(person.uid)
     directory.change_password(account, person.password, "Drugie-haslo-do-historii-1")
     with pytest.raises(PasswordRejected) as caught:
         directory.change_password(account, "Drugie-haslo-do-historii-1", person.password)
     assert caught.value.reason == "in_history"
-    assert can_bind(slapd, person.dn, b"Drugie-haslo-do-historii-1")
+    assert can_bind(person.dn, b"Drugie-haslo-do-historii-1")
 
 
-def test_password_too_short_for_the_server_is_refused(directory, slapd, make_person):
+def test_password_too_short_for_the_server_is_refused(directory, make_person, can_bind):
     person = make_person()
     account = directory.find_account(person.uid)
     with pytest.raises(PasswordRejected) as caught:
@@ -202,7 +210,7 @@ def test_password_too_short_for_the_server_is_refused(directory, slapd, make_per
     with pytest.raises(PasswordRejected) as caught:
         directory.reset_password(account, "abc")
     assert caught.value.reason == "too_short"
-    assert can_bind(slapd, person.dn, person.password.encode())
+    assert can_bind(person.dn, person.password.encode())
 
 
 def test_password_changed_too_recently_is_refused(directory, slapd, make_person):
@@ -216,18 +224,18 @@ def test_password_changed_too_recently_is_refused(directory, slapd, make_person)
     assert caught.value.reason == "too_young"
 
 
-def test_expired_password_is_changed_by_the_service_account(directory, slapd, make_person):
+def test_expired_password_is_changed_by_the_service_account(directory, slapd, make_person, can_bind):
     policy = slapd.add_policy("expire-change", pwdMaxAge=60, pwdGraceAuthNLimit=0)
     person = make_person()
     slapd.expire_password(person.dn, policy)
     account = directory.find_account(person.uid)
     assert directory.change_password(account, person.password, "Po-wygasnieciu-nowe-1") is True
-    assert can_bind(slapd, person.dn, b"Po-wygasnieciu-nowe-1")
+    assert can_bind(person.dn, b"Po-wygasnieciu-nowe-1")
     with pytest.raises(InvalidCredentials):
         directory.change_password(directory.find_account(person.uid), "wrong-password", "Po-wygasnieciu-nowe-2")
 
 
-def test_reset_by_the_service_account_unlocks_and_checks_quality(directory, slapd, make_person):
+def test_reset_by_the_service_account_unlocks_and_checks_quality(directory, make_person, can_bind):
     person = make_person()
     for _ in range(sandbox.POLICY_MAX_FAILURE + 1):
         with pytest.raises((InvalidCredentials, AccountLocked)):
@@ -235,7 +243,7 @@ def test_reset_by_the_service_account_unlocks_and_checks_quality(directory, slap
     account = directory.find_account(person.uid)
     assert account.locked
     directory.reset_password(account, "Reset-przez-serwis-123")
-    assert can_bind(slapd, person.dn, b"Reset-przez-serwis-123")
+    assert can_bind(person.dn, b"Reset-przez-serwis-123")
     assert not directory.find_account(person.uid).locked
 
 
@@ -249,13 +257,13 @@ def test_reset_may_be_told_not_to_unlock(directory, make_person):
     assert caught.value.reason == "locked"
 
 
-def test_passwords_go_to_the_server_as_utf8_bytes_not_saslprep(directory, slapd, make_person):
+def test_passwords_go_to_the_server_as_utf8_bytes_not_saslprep(directory, make_person, can_bind):
     # SASLprep would drop the soft hyphen and map the em space to a plain space.
     password = "Hasło\u00adze\u2003spacją-i-łącznikiem"
     person = make_person()
     directory.reset_password(directory.find_account(person.uid), password)
-    assert can_bind(slapd, person.dn, password.encode("utf-8"))
-    assert not can_bind(slapd, person.dn, "Hasłoze spacją-i-łącznikiem".encode())
+    assert can_bind(person.dn, password.encode("utf-8"))
+    assert not can_bind(person.dn, "Hasłoze spacją-i-łącznikiem".encode())
     assert directory.authenticate(person.uid, password).account.login == person.uid
 
 
@@ -285,57 +293,36 @@ def test_policy_control_decoding():
 # -- outages
 
 
-def directory_for(own_slapd, smtp_server, urls, timeout=1):
-    app = create_app(base_config(own_slapd, smtp_server, LDAP_URL=urls, LDAP_TIMEOUT=timeout))
-    return app.extensions["pwdrst.directory"]
-
-
-def test_stopped_server_is_unavailable_and_a_restart_is_picked_up(own_slapd, smtp_server):
-    directory = directory_for(own_slapd, smtp_server, [own_slapd.url])
+def test_stopped_server_is_unavailable_and_a_restart_is_picked_up(own_slapd, directory_for):
+    directory = directory_for([own_slapd.url])
     assert directory.find_account("jkowalski")
     own_slapd.stop()
-    started = time.monotonic()
     with pytest.raises(DirectoryUnavailable):
         directory.find_account("jkowalski")
     with pytest.raises(DirectoryUnavailable):
         directory.authenticate("jkowalski", "whatever-password")
-    assert time.monotonic() - started < 3
     own_slapd.start()
     assert directory.find_account("jkowalski").login == "jkowalski"
-    directory.close()
 
 
-def test_failover_to_the_second_server(own_slapd, smtp_server):
-    dead = f"ldap://127.0.0.1:{free_port()}"
-    directory = directory_for(own_slapd, smtp_server, [dead, own_slapd.url])
+def test_failover_to_the_second_server(slapd, directory_for):
+    directory = directory_for([f"ldap://127.0.0.1:{free_port()}", slapd.url])
     assert directory.find_account("jkowalski").login == "jkowalski"
     person = sandbox.SAMPLE_PEOPLE[0]
     assert directory.authenticate(person.uid, person.password).account.login == person.uid
-    directory.close()
 
 
-def test_hung_server_gives_unavailable_within_the_timeout(own_slapd, smtp_server):
-    with socket.socket() as hung:
-        hung.bind(("127.0.0.1", 0))
-        hung.listen(16)  # accepts connections (the kernel does), never reads or answers
-        directory = directory_for(own_slapd, smtp_server, [f"ldap://127.0.0.1:{hung.getsockname()[1]}"], timeout=1)
-        started = time.monotonic()
-        with pytest.raises(DirectoryUnavailable):
-            directory.find_account("jkowalski")
-        assert time.monotonic() - started < 3
-        directory.close()
+def test_hung_server_gives_unavailable_within_the_timeout(hung_server, directory_for, bounded):
+    directory = directory_for([hung_server], timeout=1)
+    with pytest.raises(DirectoryUnavailable):
+        bounded(directory.find_account, "jkowalski")  # LDAP_TIMEOUT ends the wait, or this fails
 
 
-def test_hung_first_server_then_the_next_request_uses_the_second(own_slapd, smtp_server):
-    with socket.socket() as hung:
-        hung.bind(("127.0.0.1", 0))
-        hung.listen(16)
-        urls = [f"ldap://127.0.0.1:{hung.getsockname()[1]}", own_slapd.url]
-        directory = directory_for(own_slapd, smtp_server, urls, timeout=1)
-        with pytest.raises(DirectoryUnavailable):
-            directory.find_account("jkowalski")
-        assert directory.find_account("jkowalski").login == "jkowalski"
-        directory.close()
+def test_hung_first_server_then_the_next_request_uses_the_second(hung_server, slapd, directory_for, bounded):
+    directory = directory_for([hung_server, slapd.url], timeout=1)
+    with pytest.raises(DirectoryUnavailable):
+        bounded(directory.find_account, "jkowalski")
+    assert directory.find_account("jkowalski").login == "jkowalski"
 
 
 def test_connections_are_reused_per_thread(directory):

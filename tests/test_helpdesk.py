@@ -3,29 +3,34 @@
 import pytest
 
 from pwdrst import sandbox
-from tests.conftest import audit_events, link_path, mail_link, mail_text, submit
-from tests.test_account import login
-from tests.test_reset import NEW_PASSWORD, can_bind, open_and_set
 
 STAFF = sandbox.SAMPLE_PEOPLE[3]  # mzielinska, helpdesk group
 ADMIN = sandbox.SAMPLE_PEOPLE[4]  # kwojcik, admin and protected groups
 
 
 @pytest.fixture
-def staff(client):
-    assert login(client, STAFF.uid, STAFF.password).status_code == 303
+def staff(client, auth):
+    """The test client, logged in as a helpdesk member."""
+    assert auth.login(STAFF.uid, STAFF.password).status_code == 303
     return client
 
 
 @pytest.fixture
-def admin(app):
+def admin(app, auth):
+    """Another client, logged in as a member of the admin group."""
     client = app.test_client()
-    assert login(client, ADMIN.uid, ADMIN.password).status_code == 303
+    assert auth.on(client).login(ADMIN.uid, ADMIN.password).status_code == 303
     return client
 
 
-def issue(client, login_, **data):
-    return submit(client, f"/helpdesk/account/{login_}/link", data, form_url=f"/helpdesk/account/{login_}")
+@pytest.fixture
+def issue(submit):
+    """Return issue(client, login, **form): submit the helpdesk's link form for an account."""
+
+    def post(client, login, **data):
+        return submit(client, f"/helpdesk/account/{login}/link", data, form_url=f"/helpdesk/account/{login}")
+
+    return post
 
 
 # -- who
@@ -36,21 +41,18 @@ def test_staff_see_the_helpdesk_entry(staff):
     assert 'href="/helpdesk/"' in page
 
 
-def test_non_member_gets_403_at_the_helpdesk_and_every_post(client, make_person, caplog):
+def test_non_member_gets_403_at_the_helpdesk_and_every_post(client, make_person, auth, audit, csrf_token):
     person = make_person()
-    login(client, person.uid, person.password)
+    auth.login(person.uid, person.password)
     assert 'href="/helpdesk/"' not in client.get("/password").get_data(as_text=True)
     page = client.get("/helpdesk/")
     assert page.status_code == 403
     assert "Brak dostępu" in page.get_data(as_text=True)
     assert client.get("/helpdesk/account/jkowalski").status_code == 403
-    token_page = client.get("/password").get_data(as_text=True)
-    from tests.conftest import csrf_token
-
-    token = csrf_token(token_page)
+    token = csrf_token(client.get("/password"))
     posted = client.post("/helpdesk/account/jkowalski/link", data={"csrf_token": token, "delivery": "recovery"})
     assert posted.status_code == 403
-    assert [e["outcome"] for e in audit_events(caplog, "helpdesk_refused")] == ["not_staff"] * 3
+    assert [e["outcome"] for e in audit("helpdesk_refused")] == ["not_staff"] * 3
 
 
 def test_anonymous_visitor_is_sent_to_login_and_posts_are_refused(client):
@@ -75,9 +77,9 @@ def test_staff_find_a_person_by_an_alias_and_by_part_of_the_name(staff, make_per
     assert "Znaleziono 1 konto" in by_name
 
 
-def test_search_is_audited_with_actor_and_query(staff, caplog):
+def test_search_is_audited_with_actor_and_query(staff, audit):
     staff.get("/helpdesk/", query_string={"q": "kowal"})
-    [event] = audit_events(caplog, "helpdesk_search")
+    [event] = audit("helpdesk_search")
     assert event["actor"] == STAFF.uid and event["query"] == "kowal"
 
 
@@ -105,10 +107,10 @@ def test_shared_address_is_flagged(staff):
     assert "należy do więcej niż jednego konta: tlewandowski, tlewandowski2" in account
 
 
-def test_account_page_shows_locked_and_expired_states(staff, slapd, make_person, caplog):
+def test_account_page_shows_locked_and_expired_states(staff, slapd, make_person, can_bind, audit):
     locked, expired, fine = make_person(), make_person(), make_person(recovery=False)
     for _ in range(sandbox.POLICY_MAX_FAILURE):
-        can_bind(slapd, locked.dn, "wrong-password")
+        can_bind(locked.dn, "wrong-password")
     policy = slapd.add_policy("helpdesk-expired", pwdMaxAge=60, pwdGraceAuthNLimit=0)
     slapd.expire_password(expired.dn, policy)
 
@@ -124,7 +126,7 @@ def test_account_page_shows_locked_and_expired_states(staff, slapd, make_person,
     assert rows(locked) == {"locked": True, "expired": False, "recovery": True, "addresses": True}
     assert rows(expired) == {"locked": False, "expired": True, "recovery": True, "addresses": True}
     assert rows(fine) == {"locked": False, "expired": False, "recovery": False, "addresses": True}
-    assert {e["account"] for e in audit_events(caplog, "helpdesk_viewed")} == {locked.uid, expired.uid, fine.uid}
+    assert {e["account"] for e in audit("helpdesk_viewed")} == {locked.uid, expired.uid, fine.uid}
 
 
 def test_unknown_account_page_is_a_404(staff):
@@ -135,39 +137,45 @@ def test_unknown_account_page_is_a_404(staff):
 # -- issuing links
 
 
-def test_link_to_the_recovery_address_works_through_the_reset_flow(staff, app, smtp, slapd, make_person, caplog):
+def test_link_to_the_recovery_address_works_through_the_reset_flow(
+    staff, app, smtp, make_person, can_bind, audit, new_password, reset_flow, issue
+):
     person = make_person()
     response = issue(staff, person.uid, delivery="recovery")
     assert response.status_code == 303
     [message] = smtp.wait_for(1)
     assert message["X-Envelope-To"] == person.recovery[0]
-    assert "Pomoc IT wystawiła link" in mail_text(message)
-    assert "w ciągu 4 godzin" in mail_text(message)
+    assert "Pomoc IT wystawiła link" in smtp.text(message)
+    assert "w ciągu 4 godzin" in smtp.text(message)
     stranger = app.test_client()
-    assert open_and_set(stranger, mail_link(message)).status_code == 303
-    assert can_bind(slapd, person.dn, NEW_PASSWORD)
-    [event] = audit_events(caplog, "helpdesk_link")
+    assert reset_flow.set_password(smtp.link(message), client=stranger).status_code == 303
+    assert can_bind(person.dn, new_password)
+    [event] = audit("helpdesk_link")
     assert (event["actor"], event["account"], event["delivery"]) == (STAFF.uid, person.uid, "recovery")
 
 
-def test_link_to_a_typed_address_needs_the_identity_check(staff, app, smtp, slapd, make_person):
+def test_link_to_a_typed_address_needs_the_identity_check(
+    staff, app, smtp, make_person, can_bind, new_password, reset_flow, issue
+):
     person = make_person(recovery=False)
     refused = issue(staff, person.uid, delivery="address", address="przy.okienku@mail.example")
     assert refused.status_code == 303
     assert "Potwierdź, że sprawdzono tożsamość" in staff.get(refused.headers["Location"]).get_data(as_text=True)
     issue(staff, person.uid, delivery="address", address="przy.okienku@mail.example", identity_checked="y")
     [message] = smtp.wait_for(1, to="przy.okienku@mail.example")
-    assert open_and_set(app.test_client(), mail_link(message)).status_code == 303
-    assert can_bind(slapd, person.dn, NEW_PASSWORD)
+    assert reset_flow.set_password(smtp.link(message), client=app.test_client()).status_code == 303
+    assert can_bind(person.dn, new_password)
 
 
-def test_recovery_delivery_without_a_recovery_address_says_so(staff, smtp, make_person):
+def test_recovery_delivery_without_a_recovery_address_says_so(staff, make_person, issue):
     person = make_person(recovery=False)
     response = issue(staff, person.uid, delivery="recovery")
     assert "To konto nie ma adresu awaryjnego" in staff.get(response.headers["Location"]).get_data(as_text=True)
 
 
-def test_shown_once_link_is_not_shown_again_on_reload(staff, app, slapd, make_person):
+def test_shown_once_link_is_not_shown_again_on_reload(
+    staff, app, make_person, can_bind, new_password, reset_flow, issue
+):
     person = make_person()
     response = issue(staff, person.uid, delivery="shown", identity_checked="y")
     page = staff.get(response.headers["Location"])
@@ -179,35 +187,35 @@ def test_shown_once_link_is_not_shown_again_on_reload(staff, app, slapd, make_pe
     reload = staff.get(response.headers["Location"])
     assert reload.status_code == 410
     assert "/reset/" not in reload.get_data(as_text=True)
-    assert open_and_set(app.test_client(), link).status_code == 303
-    assert can_bind(slapd, person.dn, NEW_PASSWORD)
+    assert reset_flow.set_password(link, client=app.test_client()).status_code == 303
+    assert can_bind(person.dn, new_password)
 
 
-def test_helpdesk_links_die_at_the_first_password_change(staff, app, smtp, make_person):
+def test_helpdesk_links_die_at_the_first_password_change(staff, app, smtp, make_person, reset_flow, issue):
     person = make_person()
     issue(staff, person.uid, delivery="recovery")
-    link = mail_link(smtp.wait_for(1)[0])
+    link = smtp.link(smtp.wait_for(1)[0])
     with app.app_context():
         directory = app.extensions["pwdrst.directory"]
         directory.reset_password(directory.find_account(person.uid), "Zmienione-inaczej-w-miedzyczasie-1")
-    assert app.test_client().get(link_path(link)).status_code == 410
+    assert reset_flow.open(link, client=app.test_client()).status_code == 410
 
 
-def test_helpdesk_member_cannot_issue_for_a_protected_account(staff, smtp, caplog):
+def test_helpdesk_member_cannot_issue_for_a_protected_account(staff, smtp, app, audit, issue):
     page = staff.get(f"/helpdesk/account/{ADMIN.uid}").get_data(as_text=True)
     assert "To konto jest chronione" in page
     assert issue(staff, ADMIN.uid, delivery="recovery").status_code == 403
-    assert audit_events(caplog, "helpdesk_link")[-1]["reason"] == "protected"
-    assert smtp.messages == []
+    assert audit("helpdesk_link")[-1]["reason"] == "protected"
+    assert smtp.delivered(app) == []
 
 
-def test_admin_group_member_can_issue_for_a_protected_account(admin, smtp):
+def test_admin_group_member_can_issue_for_a_protected_account(admin, smtp, issue):
     assert issue(admin, ADMIN.uid, delivery="recovery").status_code == 303
     assert smtp.wait_for(1)[0]["X-Envelope-To"] == ADMIN.recovery[0]
 
 
 @pytest.mark.parametrize("config_overrides", [{"RATELIMIT_HELPDESK_ISSUE": "2 per hour"}])
-def test_issuing_is_rate_limited_per_staff_member(staff, make_person, config_overrides):
+def test_issuing_is_rate_limited_per_staff_member(staff, make_person, config_overrides, issue):
     person = make_person()
     statuses = [issue(staff, person.uid, delivery="recovery").status_code for _ in range(3)]
     assert statuses == [303, 303, 429]
@@ -217,15 +225,12 @@ def test_issuing_is_rate_limited_per_staff_member(staff, make_person, config_ove
     "data",
     [{"delivery": "nonsense"}, {"delivery": "address", "address": "not-an-address", "identity_checked": "y"}, {}],
 )
-def test_bad_issue_forms_send_nothing(staff, smtp, make_person, data):
+def test_bad_issue_forms_send_nothing(staff, smtp, make_person, data, app, issue):
     person = make_person()
-    import time
-
     response = issue(staff, person.uid, **data)
     assert response.status_code == 303
     assert 'class="notice error"' in staff.get(response.headers["Location"]).get_data(as_text=True)
-    time.sleep(0.2)
-    assert smtp.messages == []
+    assert smtp.delivered(app) == []
 
 
 def test_issue_without_csrf_is_refused(staff, make_person):

@@ -8,6 +8,8 @@ the test run (at least 10,000 in the default run; PWDRST_TEST_HYPOTHESIS_SCALE=1
 import collections
 import os
 import string
+from dataclasses import dataclass
+from urllib.parse import quote, quote_from_bytes
 
 import ldap3
 import pytest
@@ -16,7 +18,6 @@ from hypothesis import strategies as st
 
 from pwdrst import create_app, sandbox
 from pwdrst.links import make_token
-from tests.conftest import base_config, csrf_token
 
 SCALE = float(os.environ.get("PWDRST_TEST_HYPOTHESIS_SCALE", "1"))
 CASES: collections.Counter = collections.Counter()
@@ -54,38 +55,63 @@ VICTIM = sandbox.Person(
 )
 
 
+@dataclass
+class World:
+    """The app under attack, a logged-in victim and staff member, a genuine link, and the directory."""
+
+    app: object
+    victim: object
+    staff: object
+    link: str
+    slapd: object
+    csrf_token: object
+
+    def token(self, client, mode: str) -> str | None:
+        """A CSRF token for a form post: valid, missing, forged, or another session's (stale)."""
+        if mode == "missing":
+            return None
+        if mode == "forged":
+            return "IjRmZjQ5ZjU2In0.forged.signature"
+        if mode == "stale":
+            return self.csrf_token(self.app.test_client().get("/reset"))
+        return self.csrf_token(client.get("/reset"))
+
+    def post_form(self, client, path, fields: dict, mode: str):
+        """POST a form with a CSRF token of the given mode."""
+        token = self.token(client, mode)
+        data = dict(fields)
+        if token is not None:
+            data["csrf_token"] = token
+        return client.post(path, data=data)
+
+
 @pytest.fixture(scope="module")
-def world(slapd, smtp_server):
+def world(slapd, server_settings, submit, csrf_token):
     """An app with limits out of the way (so the deep paths run), a victim and a staff session."""
     if not any(p.uid == VICTIM.uid for p in getattr(slapd, "_added", [])):
         slapd.add_person(VICTIM)
         slapd._added = [*getattr(slapd, "_added", []), VICTIM]
     lots = "1000000 per minute"
-    app = create_app(
-        base_config(
-            slapd,
-            smtp_server,
-            RATELIMIT_RESET_REQUEST=lots,
-            RATELIMIT_LINK_USE=lots,
-            RATELIMIT_STRENGTH=lots,
-            RATELIMIT_LOGIN_ACCOUNT=lots,
-            RATELIMIT_LOGIN_ADDRESS=lots,
-            RATELIMIT_RECOVERY_MAIL=lots,
-            RATELIMIT_HELPDESK_ISSUE=lots,
-        )
+    limits = (
+        "RESET_REQUEST",
+        "LINK_USE",
+        "STRENGTH",
+        "LOGIN_ACCOUNT",
+        "LOGIN_ADDRESS",
+        "RECOVERY_MAIL",
+        "HELPDESK_ISSUE",
     )
+    # Module-scoped (make_app is per test): the hypothesis tests share one app and its sessions.
+    app = create_app(server_settings(**{f"RATELIMIT_{name}": lots for name in limits}))
     victim = app.test_client()
     staff = app.test_client()
     for client, person in ((victim, VICTIM), (staff, sandbox.SAMPLE_PEOPLE[3])):
-        token = csrf_token(client.get("/login").get_data(as_text=True))
-        answer = client.post(
-            "/login", data={"csrf_token": token, "identifier": person.uid, "password": person.password}
-        )
+        answer = submit(client, "/login", {"identifier": person.uid, "password": person.password})
         assert answer.status_code == 303
     with app.app_context():
         account = app.extensions["pwdrst.directory"].find_account(VICTIM.uid)
         link_token = make_token("reset", account.login, account.fingerprint)
-    yield {"app": app, "victim": victim, "staff": staff, "link": link_token, "slapd": slapd}
+    yield World(app, victim, staff, link_token, slapd, csrf_token)
     app.extensions["pwdrst.mail"].drain(5)
     app.extensions["pwdrst.directory"].close()
 
@@ -105,9 +131,9 @@ def snapshot(slapd) -> dict:
 @pytest.fixture
 def unchanged(world):
     """Assert that the directory is exactly as it was after the test."""
-    before = snapshot(world["slapd"])
+    before = snapshot(world.slapd)
     yield
-    assert snapshot(world["slapd"]) == before
+    assert snapshot(world.slapd) == before
 
 
 def check(response, counter: str):
@@ -125,40 +151,22 @@ def check(response, counter: str):
             assert body.strip()
 
 
-def token_for(client, mode: str, app) -> str | None:
-    if mode == "missing":
-        return None
-    if mode == "forged":
-        return "IjRmZjQ5ZjU2In0.forged.signature"
-    if mode == "stale":
-        return csrf_token(app.test_client().get("/reset").get_data(as_text=True))
-    return csrf_token(client.get("/reset").get_data(as_text=True))
-
-
-def post_form(client, app, path, fields: dict, mode: str):
-    token = token_for(client, mode, app)
-    data = dict(fields)
-    if token is not None:
-        data["csrf_token"] = token
-    return client.post(path, data=data)
-
-
 # -- anonymous forms
 
 
 @examples(1200)
 @given(identifier=hostile_text, mode=csrf_modes)
 def test_reset_request(world, unchanged, identifier, mode):
-    client = world["app"].test_client()
-    check(post_form(client, world["app"], "/reset", {"identifier": identifier}, mode), "reset request")
+    client = world.app.test_client()
+    check(world.post_form(client, "/reset", {"identifier": identifier}, mode), "reset request")
 
 
 @examples(1200)
 @given(identifier=hostile_text, password=hostile_text, mode=csrf_modes)
 def test_login(world, unchanged, identifier, password, mode):
-    client = world["app"].test_client()
+    client = world.app.test_client()
     data = {"identifier": identifier, "password": password}
-    check(post_form(client, world["app"], "/login", data, mode), "login")
+    check(world.post_form(client, "/login", data, mode), "login")
 
 
 def spoil_strategy(token: str):
@@ -175,16 +183,14 @@ def spoil_strategy(token: str):
 @examples(1000)
 @given(data=st.data())
 def test_link_use(world, unchanged, data):
-    spoiled = data.draw(spoil_strategy(world["link"]))
-    client = world["app"].test_client()
-    from urllib.parse import quote
-
+    spoiled = data.draw(spoil_strategy(world.link))
+    client = world.app.test_client()
     response = client.get("/reset/" + quote(spoiled, safe=""))
     check(response, "link")
     if response.status_code == 303:  # the genuine token (drawn unchanged by chance): the form must hold too
         page = client.get("/reset/new")
         check(page, "link")
-        token = csrf_token(page.get_data(as_text=True))
+        token = world.csrf_token(page)
         form = {"csrf_token": token, "new_password": spoiled, "confirm": spoiled + "!"}
         check(client.post("/reset/new", data=form), "link")
 
@@ -192,13 +198,11 @@ def test_link_use(world, unchanged, data):
 @examples(800)
 @given(new=hostile_text, confirm=hostile_text, mode=csrf_modes)
 def test_new_password_form(world, unchanged, new, confirm, mode):
-    client = world["app"].test_client()
-    client.get("/reset/" + world["link"])
+    client = world.app.test_client()
+    client.get("/reset/" + world.link)
     if confirm == new:
         confirm += "?"  # matching hostile passwords could be legitimately strong; the property is about refusals
-    check(
-        post_form(client, world["app"], "/reset/new", {"new_password": new, "confirm": confirm}, mode), "new password"
-    )
+    check(world.post_form(client, "/reset/new", {"new_password": new, "confirm": confirm}, mode), "new password")
 
 
 # -- logged-in forms
@@ -210,14 +214,14 @@ def test_change_password_form(world, unchanged, current, new, confirm, mode):
     if current == VICTIM.password:
         current += "?"
     data = {"current_password": current, "new_password": new, "confirm": confirm}
-    check(post_form(world["victim"], world["app"], "/password", data, mode), "change password")
+    check(world.post_form(world.victim, "/password", data, mode), "change password")
 
 
 @examples(800)
 @given(address=hostile_text, replace=st.sampled_from(["", "y", "on", "\x00"]), mode=csrf_modes)
 def test_recovery_form(world, unchanged, address, replace, mode):
     check(
-        post_form(world["victim"], world["app"], "/recovery", {"address": address, "replace": replace}, mode),
+        world.post_form(world.victim, "/recovery", {"address": address, "replace": replace}, mode),
         "recovery",
     )
 
@@ -226,7 +230,7 @@ def test_recovery_form(world, unchanged, address, replace, mode):
 @given(index=hostile_text, confirm=hostile_text, mode=csrf_modes)
 def test_recovery_remove(world, unchanged, index, confirm, mode):
     data = {"index": index, "confirm": confirm if confirm in ("", "\x00") else ""}
-    check(post_form(world["victim"], world["app"], "/recovery/remove", data, mode), "recovery remove")
+    check(world.post_form(world.victim, "/recovery/remove", data, mode), "recovery remove")
 
 
 @examples(400)
@@ -234,11 +238,9 @@ def test_recovery_remove(world, unchanged, index, confirm, mode):
     token=hostile_text.filter(lambda t: t.strip() and "/" not in t and "?" not in t and "#" not in t), mode=csrf_modes
 )
 def test_recovery_confirmation(world, unchanged, token, mode):
-    from urllib.parse import quote
-
-    client = world["app"].test_client()
+    client = world.app.test_client()
     check(client.get("/recovery/" + quote(token, safe="")), "recovery confirm")
-    check(post_form(client, world["app"], "/recovery/confirm", {}, mode), "recovery confirm")
+    check(world.post_form(client, "/recovery/confirm", {}, mode), "recovery confirm")
 
 
 # -- the meter
@@ -263,8 +265,8 @@ json_values = st.recursive(
     mode=csrf_modes,
 )
 def test_strength_endpoint(world, unchanged, body, mode):
-    client = world["app"].test_client()
-    token = token_for(client, mode, world["app"])
+    client = world.app.test_client()
+    token = world.token(client, mode)
     headers = {"X-CSRFToken": token} if token else {}
     check(client.post("/api/strength", headers=headers, **body), "strength")
 
@@ -275,7 +277,7 @@ def test_strength_endpoint(world, unchanged, body, mode):
 @examples(800)
 @given(query=hostile_text)
 def test_helpdesk_search(world, unchanged, query):
-    check(world["staff"].get("/helpdesk/", query_string={"q": query}), "helpdesk search")
+    check(world.staff.get("/helpdesk/", query_string={"q": query}), "helpdesk search")
 
 
 @examples(600)
@@ -286,11 +288,9 @@ def test_helpdesk_search(world, unchanged, query):
     mode=csrf_modes,
 )
 def test_helpdesk_issue(world, unchanged, login, delivery, address, mode):
-    from urllib.parse import quote
-
     data = {"delivery": delivery, "address": address}
     check(
-        post_form(world["staff"], world["app"], f"/helpdesk/account/{quote(login, safe='')}/link", data, mode),
+        world.post_form(world.staff, f"/helpdesk/account/{quote(login, safe='')}/link", data, mode),
         "helpdesk",
     )
 
@@ -325,7 +325,7 @@ PATHS = [
     body=st.binary(max_size=400),
 )
 def test_any_method_and_body_on_any_path(world, unchanged, method, path, content_type, body):
-    for client in (world["app"].test_client(), world["victim"]):
+    for client in (world.app.test_client(), world.victim):
         check(client.open(path, method=method, data=body, content_type=content_type or None), "methods")
 
 
@@ -335,10 +335,8 @@ def test_any_method_and_body_on_any_path(world, unchanged, method, path, content
     raw=st.binary(min_size=1, max_size=200),
 )
 def test_invalid_utf8_in_form_bodies(world, unchanged, field, raw):
-    from urllib.parse import quote_from_bytes
-
-    client = world["app"].test_client()
-    token = csrf_token(client.get("/reset").get_data(as_text=True))
+    client = world.app.test_client()
+    token = world.csrf_token(client.get("/reset"))
     body = f"csrf_token={token}&{field}=".encode() + quote_from_bytes(b"\xff\xfe" + raw).encode()
     for path in ("/reset", "/login"):
         check(client.post(path, data=body, content_type="application/x-www-form-urlencoded"), "invalid utf-8")
@@ -350,10 +348,8 @@ def test_invalid_utf8_in_form_bodies(world, unchanged, field, raw):
     path=st.sampled_from(["/reset", "/login", "/api/strength"]),
 )
 def test_megabyte_bodies_get_a_413(world, unchanged, size, path):
-    response = (
-        world["app"]
-        .test_client()
-        .post(path, data=b"a=" + b"x" * size, content_type="application/x-www-form-urlencoded")
+    response = world.app.test_client().post(
+        path, data=b"a=" + b"x" * size, content_type="application/x-www-form-urlencoded"
     )
     assert response.status_code == 413
     check(response, "megabyte bodies")
@@ -365,9 +361,7 @@ def test_megabyte_bodies_get_a_413(world, unchanged, size, path):
     code=st.one_of(st.sampled_from(["pl", "en"]), hostile_text.filter(lambda t: "/" not in t and t.strip())),
 )
 def test_language_switch(world, unchanged, target, code):
-    from urllib.parse import quote
-
-    response = world["app"].test_client().get(f"/lang/{quote(code, safe='')}", query_string={"next": target})
+    response = world.app.test_client().get(f"/lang/{quote(code, safe='')}", query_string={"next": target})
     check(response, "language switch")
     if response.status_code in (301, 302, 303):
         assert response.headers["Location"].startswith("/"), response.headers["Location"]

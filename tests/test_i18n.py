@@ -6,11 +6,8 @@ import sys
 
 from babel.messages.pofile import read_po
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PO = os.path.join(ROOT, "pwdrst", "translations", "pl", "LC_MESSAGES", "messages.po")
 
-
-def test_every_message_in_the_code_has_a_polish_translation(tmp_path):
+def test_every_message_in_the_code_has_a_polish_translation(project_root, tmp_path):
     pot = tmp_path / "messages.pot"
     subprocess.run(
         [
@@ -24,13 +21,13 @@ def test_every_message_in_the_code_has_a_polish_translation(tmp_path):
             str(pot),
             ".",
         ],
-        cwd=ROOT,
+        cwd=project_root,
         check=True,
         capture_output=True,
     )
     with open(pot, "rb") as fh:
         wanted = {m.id if isinstance(m.id, str) else m.id[0] for m in read_po(fh) if m.id}
-    with open(PO, "rb") as fh:
+    with open(os.path.join(project_root, "pwdrst", "translations", "pl", "LC_MESSAGES", "messages.po"), "rb") as fh:
         catalogue = read_po(fh, locale="pl")
     translated = set()
     for message in catalogue:

@@ -6,8 +6,7 @@ import re
 import ldap3
 import pytest
 
-from pwdrst import create_app, sandbox
-from tests.conftest import LINK_RE, base_config, mail_text, submit
+from pwdrst import sandbox
 
 STAFF = sandbox.SAMPLE_PEOPLE[3]
 
@@ -32,17 +31,10 @@ class Recorder:
         return call
 
 
-def link_mail(smtp, to):
-    """Wait for the newest mail to `to` that carries a link; return it and the link's token."""
-    import time
-
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        for message in reversed(smtp.messages):
-            if to in message["X-Envelope-To"] and LINK_RE.search(mail_text(message)):
-                return message, LINK_RE.search(mail_text(message)).group(0).split("/")[-1]
-        time.sleep(0.05)
-    raise AssertionError(f"no mail with a link reached {to}")
+def link_token(smtp, to):
+    """Wait for the newest mail to `to` that carries a link; return the link's token."""
+    _, link = smtp.wait_for_link(to)
+    return link.rsplit("/", 1)[1]
 
 
 def stored_hashes(slapd, dns) -> list[str]:
@@ -55,10 +47,10 @@ def stored_hashes(slapd, dns) -> list[str]:
     return hashes
 
 
-def test_no_secret_leaks_from_any_flow(slapd, smtp, make_person, caplog, tmp_path):
+def test_no_secret_leaks_from_any_flow(slapd, smtp, make_app, make_person, submit, caplog, tmp_path):
     caplog.set_level(logging.DEBUG)
     audit_file = tmp_path / "audit.jsonl"
-    app = create_app(base_config(slapd, smtp, AUDIT_LOG=str(audit_file)))
+    app = make_app(AUDIT_LOG=str(audit_file))
     person = make_person()
     second = make_person()
     secrets = {person.password, second.password, sandbox.SERVICE_PASSWORD, STAFF.password}
@@ -81,7 +73,7 @@ def test_no_secret_leaks_from_any_flow(slapd, smtp, make_person, caplog, tmp_pat
     # Reset by link, from the request page.
     anonymous = Recorder(app.test_client())
     submit(anonymous, "/reset", {"identifier": person.mail[0]})
-    _, reset_token = link_mail(smtp, person.recovery[0])
+    reset_token = link_token(smtp, person.recovery[0])
     anonymous.get("/reset/" + reset_token)
     submit(anonymous, "/reset/new", {"new_password": reset_to, "confirm": reset_to})
     anonymous.get("/reset/" + reset_token)  # refused now: the error page must not echo it
@@ -94,7 +86,7 @@ def test_no_secret_leaks_from_any_flow(slapd, smtp, make_person, caplog, tmp_pat
         {"delivery": "recovery"},
         form_url=f"/helpdesk/account/{second.uid}",
     )
-    _, helpdesk_token = link_mail(smtp, second.recovery[0])
+    helpdesk_token = link_token(smtp, second.recovery[0])
     other = Recorder(app.test_client())
     other.get("/reset/" + helpdesk_token)
     submit(other, "/reset/new", {"new_password": helpdesk_set, "confirm": helpdesk_set})
@@ -104,7 +96,7 @@ def test_no_secret_leaks_from_any_flow(slapd, smtp, make_person, caplog, tmp_pat
     submit(other, "/reset/new", {"new_password": cli_set, "confirm": cli_set})
     app.extensions["pwdrst.mail"].drain(10)
 
-    _, recovery_token = link_mail(smtp, "zapasowy.adres@mail.example")
+    recovery_token = link_token(smtp, "zapasowy.adres@mail.example")
     tokens = {reset_token, helpdesk_token, cli_token, recovery_token}
     hashes += stored_hashes(slapd, [person.dn, second.dn])
     assert len(tokens) == 4 and all(len(t) > 40 for t in tokens)
@@ -117,7 +109,7 @@ def test_no_secret_leaks_from_any_flow(slapd, smtp, make_person, caplog, tmp_pat
         assert secret not in pages, f"in a page: {secret[:6]}..."
     assert not re.search(r"\{(SSHA|SHA|CRYPT|ARGON2|PBKDF2)[^}]*\}", logs + pages)
     for message in smtp.messages:
-        body = mail_text(message) + message.get_body(preferencelist=("html",)).get_content()
+        body = smtp.text(message) + smtp.html(message)
         carried = {t for t in tokens if t in body}
         assert len(carried) <= 1, "a mail carries more than its own link"
         for secret in secrets | set(hashes):

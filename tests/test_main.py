@@ -1,6 +1,4 @@
-"""The application factory, the home page, languages and the health check."""
-
-from pwdrst import create_app
+"""The home page, the language switch and the health check."""
 
 
 def test_home_page_shows_the_organisation_and_the_helpdesk(client):
@@ -46,25 +44,7 @@ def test_healthz_says_ok_when_the_directory_answers(client):
     assert response.get_json() == {"directory": "ok"}
 
 
-def test_healthz_says_503_when_the_directory_is_unreachable(slapd, smtp):
-    from pwdrst.sandbox import free_port
-    from tests.conftest import base_config
-
-    app = create_app(base_config(slapd, smtp, LDAP_URL=[f"ldap://127.0.0.1:{free_port()}"]))
-    response = app.test_client().get("/healthz")
+def test_healthz_says_503_when_the_directory_is_unreachable(pure_app):
+    response = pure_app.test_client().get("/healthz")
     assert response.status_code == 503
     assert response.get_json()["directory"] == "unavailable"
-
-
-def test_unknown_page_is_a_friendly_404(client):
-    response = client.get("/no-such-page")
-    assert response.status_code == 404
-    assert "Nie ma takiej strony" in response.get_data(as_text=True)
-
-
-def test_security_headers_are_on_every_page(client):
-    response = client.get("/")
-    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
-    assert "script-src 'self'" in response.headers["Content-Security-Policy"]
-    assert response.headers["X-Content-Type-Options"] == "nosniff"
-    assert response.headers["Referrer-Policy"] == "same-origin"
