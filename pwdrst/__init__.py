@@ -6,7 +6,7 @@ from flask import Flask
 from flask_babel import get_locale
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from pwdrst import audit, cli, config, directory, display, errors, identity, mail, policy, security
+from pwdrst import audit, cli, config, directory, display, errors, hooks, identity, mail, policy, security
 from pwdrst.extensions import babel, csrf, limiter, select_locale
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -46,6 +46,7 @@ def _configure_extensions(app):
     directory.init_app(app)
     mail.init_app(app)
     policy.init_app(app)
+    hooks.init_app(app)
 
 
 def _configure_templates(app):

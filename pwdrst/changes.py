@@ -6,7 +6,7 @@ must know. Views call these and translate the domain errors they raise into sent
 
 from flask import current_app
 
-from pwdrst import audit, mail, ratelimit
+from pwdrst import audit, hooks, mail, ratelimit
 from pwdrst.directory import Account, AccountChanged, AccountLocked, InvalidCredentials, PasswordRejected, directory
 from pwdrst.extensions import client_address
 from pwdrst.links import Token, TokenUsed
@@ -30,6 +30,7 @@ def reset_with_link(held: Token, account: Account, new: str) -> None:
         raise
     audit.log("password_reset", "ok", account=account.login, purpose=held.purpose, unlocked=account.locked)
     mail.password_changed(account, client_address())
+    hooks.after_change(account.login)
 
 
 def change_own(account: Account, current: str, new: str) -> None:
@@ -45,6 +46,7 @@ def change_own(account: Account, current: str, new: str) -> None:
         raise
     audit.log("password_changed", "ok", account=account.login, expired_password=by_service)
     mail.password_changed(account, client_address())
+    hooks.after_change(account.login)
 
 
 def add_recovery_address(account: Account, mode: str, address: str) -> None:

@@ -2,6 +2,8 @@
 
 import json
 import os
+import shlex
+import shutil
 from urllib.parse import urlsplit
 
 import click
@@ -15,7 +17,13 @@ PREFIX = "PWDRST_"
 TOOL_PREFIXES = ("PWDRST_CONFIG", "PWDRST_GUNICORN_", "PWDRST_DEMO_", "PWDRST_TEST_", "PWDRST_BENCH_")
 
 # Keys whose default is None but whose value is a list or a number.
-_TYPES = {"LDAP_URL": list, "LDAP_TIMEOUT": float, "MAIL_TIMEOUT": float, "TRUSTED_HOSTS": list}
+_TYPES = {
+    "LDAP_URL": list,
+    "LDAP_TIMEOUT": float,
+    "MAIL_TIMEOUT": float,
+    "TRUSTED_HOSTS": list,
+    "POST_CHANGE_TIMEOUT": float,
+}
 
 REQUIRED = (
     "SECRET_KEY",
@@ -134,7 +142,8 @@ def validate(config) -> None:
         raise ConfigError("LDAP_FLAVOUR must be openldap or ad")
     if not config["LDAP_LOGIN_ATTRIBUTES"]:
         raise ConfigError("LDAP_LOGIN_ATTRIBUTES must name at least the login attribute")
-    for key in ("LDAP_TIMEOUT", "MAIL_TIMEOUT", "SESSION_IDLE_TIMEOUT", "RESET_LINK_MAX_AGE", "RECOVERY_LINK_MAX_AGE"):
+    seconds = ("LDAP_TIMEOUT", "MAIL_TIMEOUT", "POST_CHANGE_TIMEOUT", "SESSION_IDLE_TIMEOUT")
+    for key in (*seconds, "RESET_LINK_MAX_AGE", "RECOVERY_LINK_MAX_AGE"):
         try:
             if float(config[key]) <= 0:
                 raise ValueError
@@ -159,6 +168,11 @@ def validate(config) -> None:
         raise ConfigError("POLICY_MIN_SCORE must be 0 to 4")
     if config["POLICY_BLOCKLIST_FILE"] and not os.access(config["POLICY_BLOCKLIST_FILE"], os.R_OK):
         raise ConfigError("POLICY_BLOCKLIST_FILE cannot be read")
+    if config["POST_CHANGE_COMMAND"]:
+        command = config["POST_CHANGE_COMMAND"]
+        words = shlex.split(command) if isinstance(command, str) else list(command)
+        if not words or not shutil.which(words[0]):
+            raise ConfigError(f"POST_CHANGE_COMMAND names a program that cannot be found: {words[:1]}")
     if not config["LANGUAGES"] or any(lang not in ("pl", "en") for lang in config["LANGUAGES"]):
         raise ConfigError("LANGUAGES must list pl and/or en")
 

@@ -132,6 +132,16 @@ MAIL_WORKERS = 2
 # Seconds a shutdown waits for pending mail before logging what stays undelivered.
 MAIL_SHUTDOWN_GRACE = 20
 
+# -- After a change ----------------------------------------------------------------------------
+
+# A command run after every successful password change or reset, with the account's login as its
+# only added argument (never the password), e.g. "doveadm auth cache flush" for Dovecot's cache.
+# A string (split like a shell would, without a shell) or a list. None: no command.
+POST_CHANGE_COMMAND = None
+
+# Seconds the command may run before it is stopped (its failure is logged, the change stands).
+POST_CHANGE_TIMEOUT = 10
+
 # -- Links -------------------------------------------------------------------------------------
 
 # Seconds a reset link sent by the forgot-password page is valid.

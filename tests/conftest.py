@@ -538,7 +538,7 @@ def pytest_addoption(parser):
 # -- the directory's other clients: Dovecot IMAP and Apache httpd sign-on (pwdrst.sandbox_clients)
 
 
-def start_client(server):
+def _start_client(server):
     """Start a sandbox client server; fail (never skip) with the way out if its package is missing."""
     from pwdrst.sandbox_clients import MissingPackage
 
@@ -549,11 +549,17 @@ def start_client(server):
 
 
 @pytest.fixture(scope="session")
+def start_client():
+    """Return start_client(server): start a Dovecot or Apache sandbox, failing with the way out if missing."""
+    return _start_client
+
+
+@pytest.fixture(scope="session")
 def dovecot(slapd):
     """Dovecot IMAP binding to the session's slapd as the person, authentication cache off."""
     from pwdrst.sandbox_clients import Dovecot
 
-    server = start_client(Dovecot(slapd))
+    server = _start_client(Dovecot(slapd))
     yield server
     server.close()
 
@@ -563,7 +569,7 @@ def apache_sso(slapd):
     """Apache httpd guarding /sso/ with LDAP Basic authentication against the session's slapd, caches off."""
     from pwdrst.sandbox_clients import ApacheLdap
 
-    server = start_client(ApacheLdap(slapd))
+    server = _start_client(ApacheLdap(slapd))
     yield server
     server.close()
 
