@@ -236,3 +236,12 @@ def test_bad_issue_forms_send_nothing(staff, smtp, make_person, data, app, issue
 def test_issue_without_csrf_is_refused(staff, make_person):
     person = make_person()
     assert staff.post(f"/helpdesk/account/{person.uid}/link", data={"delivery": "recovery"}).status_code == 400
+
+
+def test_staff_see_a_password_that_must_be_changed(staff, slapd, make_person):
+    person = make_person()
+    slapd.modify(f"dn: {person.dn}\nchangetype: modify\nreplace: pwdReset\npwdReset: TRUE\n", relax=True)
+    page = staff.get(f"/helpdesk/account/{person.uid}").get_data(as_text=True)
+    assert "tak: ustawione przez pomoc IT lub administratora" in page
+    listed = staff.get(f"/helpdesk/?q={person.uid}").get_data(as_text=True)
+    assert "musi zmienić hasło" in listed
