@@ -1,6 +1,6 @@
 """Run the demo: a private slapd with sample people, an SMTP server that prints mail, and the app.
 
-    python -m pwdrst.demo [--port 5000]
+    python -m pwdrst.demo [--port 5000] [--ldap-port N] [--smtp-port N]
 
 Everything listens on 127.0.0.1 only. Ctrl-C stops all three and removes the directory's files.
 PWDRST_* variables still apply (e.g. PWDRST_ORGANISATION_NAME).
@@ -44,15 +44,20 @@ def main(argv=None) -> int:
     """Start everything and serve until Ctrl-C."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=int(os.environ.get("PWDRST_DEMO_PORT", "5000")))
+    parser.add_argument("--ldap-port", type=int, help="port of the demo's slapd (default: a free one)")
+    parser.add_argument("--smtp-port", type=int, help="port of the demo's SMTP server (default: a free one)")
     args = parser.parse_args(argv)
 
-    from werkzeug.serving import make_server
+    from werkzeug import serving
+
+    # Werkzeug colours its request log unconditionally; colour codes only belong on a terminal.
+    serving._log_add_style = sys.stderr.isatty()
 
     # A plain `kill` stops the demo as cleanly as Ctrl-C does.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    slapd = sandbox.Slapd(sandbox.SAMPLE_PEOPLE)
-    smtp = sandbox.SmtpSink(echo=print_mail)
+    slapd = sandbox.Slapd(sandbox.SAMPLE_PEOPLE, port=args.ldap_port)
+    smtp = sandbox.SmtpSink(port=args.smtp_port, echo=print_mail)
     server = None
     try:
         slapd.start()
@@ -74,31 +79,48 @@ def main(argv=None) -> int:
         from pwdrst import create_app
 
         app = create_app()
-        server = make_server("127.0.0.1", args.port, app, threaded=True)
+        server = serving.make_server("127.0.0.1", args.port, app, threaded=True)
         print_banner(args.port, slapd, smtp)
         server.serve_forever()
     except (KeyboardInterrupt, SystemExit):
-        print("\nstopping the demo...")
+        pass  # werkzeug's serve_forever swallows Ctrl-C itself and returns; either way, stop below
     finally:
+        print("\nstopping the demo...", flush=True)
         if server is not None:
             server.server_close()
             app.extensions["pwdrst.mail"].drain(5)
-        smtp.stop()
+            print(f"stopped: the app on 127.0.0.1:{args.port}", flush=True)
+        if smtp.running:
+            smtp.stop()
+            print(f"stopped: the SMTP server on 127.0.0.1:{smtp.port}", flush=True)
         slapd.close()
+        print(f"stopped: slapd on {slapd.url}, its files removed", flush=True)
     return 0
 
 
+ROLES = {sandbox.HELPDESK_GROUP: "helpdesk", sandbox.ADMIN_GROUP: "admin", sandbox.PROTECTED_GROUP: "protected"}
+
+
+def role_of(person) -> str:
+    """Return a sample person's roles in words: person, helpdesk, admin, protected."""
+    return ", ".join(ROLES[g] for g in ROLES if g in person.groups) or "person"
+
+
 def print_banner(port: int, slapd, smtp) -> None:
-    """Say where to go and what to try."""
-    print(f"\npwdrst demo: open http://127.0.0.1:{port}/ in a browser\n")
+    """Say where to go, who to be and what to try."""
+    base = f"http://127.0.0.1:{port}"
+    print(f"\npwdrst demo: {base}/")
+    print(f"  forgot password: {base}/reset")
+    print(f"  log in:          {base}/login")
+    print(f"  helpdesk:        {base}/helpdesk/  (log in as mzielinska or kwojcik)\n")
     print(f"directory:  {slapd.url}  (base {sandbox.BASE_DN})")
     print(f"mail:       SMTP on 127.0.0.1:{smtp.port}; every mail is printed here\n")
-    print("sample people (login, password, recovery address):")
+    print("sample accounts:")
     for person in (*sandbox.SAMPLE_PEOPLE, EXPIRED_PERSON):
-        recovery = ", ".join(person.recovery) or "(none)"
-        print(f"  {person.uid:<14} {person.password:<32} {recovery}")
+        print(f"  {person.uid:<14} {role_of(person):<20} password: {person.password}")
+        print(f"  {'':<14} university: {', '.join(person.mail)}")
+        print(f"  {'':<14} recovery:   {', '.join(person.recovery) or '(none)'}")
     print("  (tlewandowski and tlewandowski2 share t.lewandowski@uni.example: a data fault)")
-    print("  mzielinska is in the helpdesk group; kwojcik is an administrator (protected)")
     print("  mnowicka's password has expired: logging in leads only to the change form\n")
     print("Try: 'I forgot my password' for jan.kowalski@student.uni.example, then follow the link printed here.")
     print("Ctrl-C stops everything.\n", flush=True)

@@ -61,6 +61,22 @@ command -v "$PYTHON" >/dev/null || PYTHON=python3
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[demo,test]'
-.venv/bin/pybabel compile -d pwdrst/translations
+# Install the Python packages only when the declared dependencies changed since the last install,
+# so that once set up, the demo and the tests start without reaching any package registry. pip's
+# chatter (the editable-install banner) goes to a log, shown only if the install fails.
+stamp=$(cat setup.cfg pyproject.toml | sha256sum | cut -d' ' -f1)
+if [ "$(cat .venv/.pwdrst-installed 2>/dev/null)" != "$stamp" ]; then
+  echo "setup: installing the Python packages into .venv"
+  log=.venv/pip-install.log
+  if ! { .venv/bin/python -m pip install -q --upgrade pip \
+      && .venv/bin/python -m pip install -q -e '.[demo,test]'; } >"$log" 2>&1; then
+    cat "$log" >&2
+    echo "setup: pip install failed (the log above is also in $log)" >&2
+    exit 1
+  fi
+  echo "$stamp" > .venv/.pwdrst-installed
+fi
+if ! out=$(.venv/bin/pybabel compile -d pwdrst/translations 2>&1); then
+  echo "$out" >&2
+  exit 1
+fi

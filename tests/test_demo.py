@@ -14,10 +14,11 @@ from pwdrst.sandbox import free_port, wait_for_port
 
 
 def test_demo_starts_everything_and_stops_cleanly(project_root):
-    port = free_port()
+    port, ldap_port, smtp_port = free_port(), free_port(), free_port()
     env = {"PATH": "/usr/bin:/bin", "PYTHONUNBUFFERED": "1"}
     demo = subprocess.Popen(
-        [sys.executable, "-m", "pwdrst.demo", "--port", str(port)],
+        [sys.executable, "-m", "pwdrst.demo", "--port", str(port), "--ldap-port", str(ldap_port)]
+        + ["--smtp-port", str(smtp_port)],
         cwd=project_root,
         env=env,
         stdout=subprocess.PIPE,
@@ -38,15 +39,28 @@ def test_demo_starts_everything_and_stops_cleanly(project_root):
         wait_for_port(port)
         home = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10).read().decode()
         assert "Uniwersytet Przykładowy" in home and "Zapomniałem hasła" in home
+        assert ldap_url == f"ldap://127.0.0.1:{ldap_port}" and f"SMTP on 127.0.0.1:{smtp_port}" in banner
+        for path in ("/reset", "/login", "/helpdesk/"):
+            assert f"http://127.0.0.1:{port}{path}" in banner
+        for person in sandbox.SAMPLE_PEOPLE:
+            assert person.uid in banner and person.password in banner
+            assert all(address in banner for address in person.mail)
+        assert re.search(r"mzielinska\s+helpdesk\s", banner) and re.search(r"kwojcik\s+admin, protected\s", banner)
+        assert re.search(r"jkowalski\s+person\s", banner)
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=10).read()
         jan = sandbox.SAMPLE_PEOPLE[0]
-        assert jan.uid in banner and jan.password in banner
         conn = ldap3.Connection(ldap3.Server(ldap_url), jan.dn, jan.password.encode())
         assert conn.bind()
         conn.unbind()
     finally:
         demo.send_signal(signal.SIGINT)
-        demo.wait(30)
-        demo.stdout.close()
+        rest, _ = demo.communicate(timeout=30)
     assert demo.returncode == 0
+    assert "stopping the demo" in rest
+    assert (
+        f"stopped: the app on 127.0.0.1:{port}" in rest and f"stopped: the SMTP server on 127.0.0.1:{smtp_port}" in rest
+    )
+    assert f"stopped: slapd on ldap://127.0.0.1:{ldap_port}" in rest
+    assert "GET /login" in rest and "\x1b[" not in banner + rest  # the request log, without colour codes
     left = subprocess.run(["pgrep", "-f", ldap_url.rsplit(":", 1)[1]], capture_output=True, text=True).stdout
     assert left.strip() == ""  # slapd stopped with the demo
