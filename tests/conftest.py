@@ -10,6 +10,8 @@ import itertools
 import json
 import os
 import re
+import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -594,3 +596,23 @@ def samba():
         pytest.fail(str(exc), pytrace=False)
     yield dc
     dc.close()
+
+
+# -- Redis, for limits and sessions shared by several app servers
+
+
+@pytest.fixture
+def redis_server():
+    """A private redis-server on a free loopback port: (its process, its URI)."""
+    if not shutil.which("redis-server"):
+        pytest.fail("redis-server is not installed: run scripts/setup.sh")
+    port = sandbox.free_port()
+    process = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    sandbox.wait_for_port(port)
+    yield process, f"redis://127.0.0.1:{port}"
+    process.terminate()
+    process.wait(10)

@@ -1,28 +1,6 @@
 """Limits shared by every app server through Redis, and counting on when Redis goes away."""
 
-import shutil
-import subprocess
-
 import pytest
-
-from pwdrst import sandbox
-
-
-@pytest.fixture
-def redis_server():
-    """A private redis-server on a free loopback port: (its process, its URI)."""
-    if not shutil.which("redis-server"):
-        pytest.fail("redis-server is not installed: run scripts/setup.sh")
-    port = sandbox.free_port()
-    process = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    sandbox.wait_for_port(port)
-    yield process, f"redis://127.0.0.1:{port}"
-    process.terminate()
-    process.wait(10)
 
 
 @pytest.fixture
