@@ -75,20 +75,90 @@ def test_unknown_login_answers_exactly_like_a_wrong_password(client, make_person
     assert scrub(known.get_data(as_text=True)) == scrub(unknown.get_data(as_text=True))
 
 
-def test_locked_account_shows_the_locked_message(client, slapd, make_person):
+def scrubbed(response, *spellings):
+    """Return the status and the page without its CSRF token and the identifier typed."""
+    import re
+
+    html = re.sub(r'(csrf[-_]token"[^>]*(?:value|content)=")[^"]+', r"\1", response.get_data(as_text=True))
+    for spelling in spellings:
+        html = html.replace(spelling, "X")
+    return response.status_code, html
+
+
+def shared_people(make_person, count, passwords=None):
+    """Make count people who all have one university address besides their own (the seed's 3.4)."""
+    shared = f"shared.{next(_shared)}@uni.example"
+    people = []
+    for n in range(count):
+        password = passwords[n] if passwords else None
+        people.append(make_person(surname="Wspolna", mail=(f"own.{shared}.{n}@uni.example", shared), password=password))
+    return shared, people
+
+
+_shared = iter(range(1, 10**6))
+
+
+def test_locked_account_answers_exactly_like_a_wrong_password(client, slapd, make_person, caplog):
     person = make_person()
     for _ in range(sandbox.POLICY_MAX_FAILURE):
         can_bind(slapd, person.dn, "wrong-password")
-    response = login(client, person.uid, person.password)
-    page = response.get_data(as_text=True)
-    assert response.status_code == 403
-    assert "Twoje konto jest zablokowane" in page
+    locked = login(client, person.uid, person.password)
+    unknown = login(client, "nobody-at-all", "wrong-password")
+    assert scrubbed(locked, person.uid) == scrubbed(unknown, "nobody-at-all")
+    assert locked.status_code == 401
+    page = locked.get_data(as_text=True)
+    assert "Ustawienie nowego hasła linkiem wysłanym na adres awaryjny także je odblokowuje" in page
     assert 'href="/reset"' in page and "pomoc@uni.example" in page
+    assert [(e["account"], e["reason"]) for e in audit_events(caplog, "login")] == [
+        (person.uid, "locked"),
+        (None, "invalid_credentials"),
+    ]
 
 
-def test_shared_address_asks_for_the_helpdesk(client):
-    page = login(client, "t.lewandowski@uni.example", "Lampa-w-oknie-na-strychu-88").get_data(as_text=True)
-    assert "Ten adres należy do więcej niż jednego konta" in page
+def test_shared_address_logs_in_the_one_account_the_password_opens(client, make_person, caplog):
+    shared, (first, second) = shared_people(make_person, 2)
+    response = login(client, shared, second.password)
+    assert response.status_code == 303
+    assert f"Zalogowano jako {second.uid}" in client.get("/password").get_data(as_text=True)
+    events = audit_events(caplog, "login")
+    assert [(e["outcome"], e["account"]) for e in events] == [("failed", first.uid), ("ok", second.uid)]
+
+
+def test_shared_address_with_a_wrong_password_answers_like_a_wrong_password(client, make_person, caplog):
+    shared, people = shared_people(make_person, 2)
+    refused = login(client, shared, "wrong-password")
+    unknown = login(client, "nobody-at-all", "wrong-password")
+    assert scrubbed(refused, shared) == scrubbed(unknown, "nobody-at-all")
+    failed = [e["account"] for e in audit_events(caplog, "login") if e["account"]]
+    assert failed == [p.uid for p in people]
+
+
+def test_shared_address_that_one_password_opens_twice_is_refused_and_audited(client, make_person, caplog):
+    same = "Jeden-klucz-do-dwoch-drzwi-7"
+    shared, people = shared_people(make_person, 2, passwords=[same, same])
+    refused = login(client, shared, same)
+    unknown = login(client, "nobody-at-all", "wrong-password")
+    assert scrubbed(refused, shared) == scrubbed(unknown, "nobody-at-all")
+    [fault] = [e for e in audit_events(caplog, "login") if e.get("reason") == "ambiguous"]
+    assert fault["accounts"] == [p.uid for p in people]
+
+
+def test_address_shared_by_too_many_accounts_is_never_tried(client, make_person, slapd):
+    shared, people = shared_people(make_person, 4)
+    refused = login(client, shared, people[0].password)
+    assert refused.status_code == 401
+    assert [failure_count(slapd, p.dn) for p in people] == [0, 0, 0, 0]
+
+
+def test_failed_login_is_audited_with_the_account_it_targeted(client, make_person, caplog):
+    person = make_person()
+    login(client, person.mail[1], "wrong-password")
+    login(client, "nobody-at-all", "wrong-password")
+    events = audit_events(caplog, "login")
+    assert [(e["outcome"], e["account"], e["reason"]) for e in events] == [
+        ("failed", person.uid, "invalid_credentials"),
+        ("failed", None, "invalid_credentials"),
+    ]
 
 
 def test_directory_outage_on_login_is_a_503(slapd, smtp):
