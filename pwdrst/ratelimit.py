@@ -14,7 +14,9 @@ Per account the window moves: a fixed one would let twice the limit through arou
 the limit must stay below the directory's lockout threshold (pwdMaxFailure).
 """
 
+import heapq
 import logging
+import threading
 import time
 
 from flask import current_app, session
@@ -33,7 +35,71 @@ class RateLimited(Exception):
     """Too many attempts of this kind: the page answers 429."""
 
 
-_fallback_storage = MemoryStorage()
+class FlatMemoryStorage(MemoryStorage):
+    """limits' memory storage with expiry in a heap: the cost of a hit does not grow with the keys held.
+
+    The parent starts a thread after (nearly) every hit that walks every key it holds (its private
+    __expire_events), so each check costs time in proportion to the number of clients and accounts
+    seen in the last window. Here a heap of (expiry, key) frees what has expired, a few keys at a
+    time, on the next hit. Registered for memory://, so Flask-Limiter's own storage is this one too.
+    """
+
+    STORAGE_SCHEME = ["memory"]
+
+    def __init__(self, uri: str | None = None, wrap_exceptions: bool = False, **options):
+        super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
+        self._heap: list[tuple[float, str]] = []
+        self._heap_lock = threading.Lock()
+
+    # The parent calls this after every change to start its sweep of all keys; the heap replaces it.
+    def _MemoryStorage__schedule_expiry(self) -> None:
+        pass
+
+    def _expire_some(self, now: float) -> None:
+        with self._heap_lock:
+            due = []
+            while self._heap and self._heap[0][0] <= now:
+                due.append(heapq.heappop(self._heap)[1])
+        for key in due:
+            with self.locks[key]:
+                if self.expirations.get(key, now + 1) <= now:
+                    self.storage.pop(key, None)
+                    self.expirations.pop(key, None)
+                events = self.events.get(key)
+                if events is not None:
+                    # Newest first, as the parent keeps them.
+                    while events and events[-1].expiry <= now:
+                        events.pop()
+                    if not events:
+                        self.events.pop(key, None)
+                if key not in self.storage and key not in self.events:
+                    self.locks.pop(key, None)
+
+    def _remember(self, expiry: float, key: str) -> None:
+        with self._heap_lock:
+            heapq.heappush(self._heap, (expiry, key))
+
+    def incr(self, key: str, expiry: float, amount: int = 1) -> int:
+        """Count under key (see MemoryStorage.incr), then free a few expired keys."""
+        now = time.time()
+        self._expire_some(now)
+        known = key in self.expirations
+        value = super().incr(key, expiry, amount)
+        if not known:
+            self._remember(self.expirations.get(key, now + expiry), key)
+        return value
+
+    def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
+        """Take an entry in key's moving window (see MemoryStorage.acquire_entry), then free a few expired keys."""
+        now = time.time()
+        self._expire_some(now)
+        acquired = super().acquire_entry(key, limit, expiry, amount)
+        if acquired:
+            self._remember(now + expiry, key)
+        return acquired
+
+
+_fallback_storage = FlatMemoryStorage()
 _fallback = FixedWindowRateLimiter(_fallback_storage)
 _fallback_moving = MovingWindowRateLimiter(_fallback_storage)
 _last_warning = 0.0
