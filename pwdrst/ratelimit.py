@@ -189,12 +189,17 @@ def login_succeeded(account: Account) -> None:
     login_succeeded_address()
 
 
-def lockout_margin(threshold: int | None, config=None) -> str | None:
+def login_account_budget() -> int:
+    """Return the fewest failed logins per account that RATELIMIT_LOGIN_ACCOUNT allows in one window."""
+    return min(item.amount for item in parse_many(current_app.config["RATELIMIT_LOGIN_ACCOUNT"]))
+
+
+def lockout_margin(threshold: int | None) -> str | None:
     """Return why RATELIMIT_LOGIN_ACCOUNT could lock accounts at this pwdMaxFailure, or None if it cannot."""
-    config = config if config is not None else current_app.config
+    config = current_app.config
     if not threshold:
         return None
-    allowed = min(item.amount for item in parse_many(config["RATELIMIT_LOGIN_ACCOUNT"]))
+    allowed = login_account_budget()
     if allowed < threshold:
         return None
     return (

@@ -159,3 +159,31 @@ def test_check_config_names_a_missing_setting(slapd, smtp):
     assert result.returncode != 0
     assert "SECRET_KEY is not set" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# -- the directory's lockout threshold (pwdMaxFailure) against RATELIMIT_LOGIN_ACCOUNT
+
+
+def test_check_config_reports_the_directory_lockout_threshold(slapd, smtp):
+    result = flask_cli(environment_for(slapd, smtp), "check-config")
+    assert result.returncode == 0, result.stderr
+    threshold = sandbox.POLICY_MAX_FAILURE
+    assert f"lockout: ok (the directory locks an account after {threshold} failed logins" in result.stdout
+
+
+def test_login_limit_that_reaches_the_lockout_threshold_refuses_to_start(slapd, smtp):
+    limit = f"{sandbox.POLICY_MAX_FAILURE} per 15 minutes"
+    with pytest.raises(ConfigError) as refused:
+        create_app(base_config(slapd, smtp, RATELIMIT_LOGIN_ACCOUNT=limit))
+    message = refused.value.message
+    assert "RATELIMIT_LOGIN_ACCOUNT allows 5 failed logins" in message
+    assert f"after 5 (pwdMaxFailure of {sandbox.DEFAULT_POLICY})" in message
+    result = flask_cli(environment_for(slapd, smtp, PWDRST_RATELIMIT_LOGIN_ACCOUNT=limit), "check-config")
+    assert result.returncode != 0
+    assert "Set RATELIMIT_LOGIN_ACCOUNT below 5" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_start_goes_on_when_the_directory_cannot_be_asked_for_its_threshold(slapd, smtp, caplog):
+    app = create_app(base_config(slapd, smtp, LDAP_URL=[f"ldap://127.0.0.1:{free_port()}"]))
+    assert app.config["RATELIMIT_LOGIN_ACCOUNT"]
+    assert "could not read the directory's lockout threshold" in caplog.text
