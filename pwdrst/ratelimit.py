@@ -25,7 +25,7 @@ from limits.storage import MemoryStorage
 from limits.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
 
 from pwdrst.config import ConfigError
-from pwdrst.directory import Account, DirectoryError, directory, fold_identifier
+from pwdrst.directory import Account, Directory, DirectoryError, fold_identifier
 from pwdrst.extensions import client_address, limiter
 
 logger = logging.getLogger(__name__)
@@ -214,15 +214,17 @@ def check_lockout_margin(app) -> int | None:
 
     A directory that cannot be reached now does not stop the start: the log says the check was skipped.
     """
+    # A Directory of its own, closed at once: the app's keeps its failover state, and no worker
+    # forked after start-up inherits a connection opened here.
+    asker = Directory(app.config)
+    try:
+        threshold = asker.lockout_threshold()
+    except DirectoryError as exc:
+        logger.warning("could not read the directory's lockout threshold (pwdMaxFailure) at start: %s", exc)
+        return None
+    finally:
+        asker.close()
     with app.app_context():
-        try:
-            threshold = directory.lockout_threshold()
-        except DirectoryError as exc:
-            logger.warning("could not read the directory's lockout threshold (pwdMaxFailure) at start: %s", exc)
-            return None
-        finally:
-            # Opened in the master before gunicorn forks: no worker may inherit this connection.
-            directory.close()
         problem = lockout_margin(threshold)
     if problem:
         raise ConfigError(problem)
