@@ -6,7 +6,7 @@ from flask import Flask
 from flask_babel import get_locale
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from pwdrst import audit, cli, config, directory, display, errors, hooks, identity, mail, policy, security
+from pwdrst import audit, cli, config, directory, display, errors, hooks, identity, mail, policy, ratelimit, security
 from pwdrst.extensions import babel, csrf, limiter, select_locale
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -22,6 +22,7 @@ def create_app(test_config=None):
     config.load(app, test_config)
     _configure_proxies(app)
     _configure_extensions(app)
+    ratelimit.check_lockout_margin(app)
     audit.init_app(app)
     security.init_app(app)
     errors.init_app(app)

@@ -6,7 +6,6 @@ from flask_babel import lazy_gettext as _l
 from pwdrst import audit, changes, identity, links, messages, ratelimit
 from pwdrst.directory import (
     AccountLocked,
-    AmbiguousAccount,
     InvalidCredentials,
     PasswordExpired,
     PasswordRejected,
@@ -20,11 +19,10 @@ from pwdrst.security import secret_page
 
 bp = Blueprint("account", __name__)
 
-# The login page's state for each refusal, and its status.
+# The login page's state for each refusal, and its status. A wrong password, an unknown login, a
+# locked account and a shared address are all InvalidCredentials: one page, so nobody learns which.
 LOGIN_REFUSALS = {
     InvalidCredentials: ("invalid", 401),
-    AccountLocked: ("locked", 403),
-    AmbiguousAccount: ("ambiguous", 403),
     LoginLimited: ("limited", 429),
 }
 

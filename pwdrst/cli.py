@@ -10,7 +10,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from pwdrst import links
+from pwdrst import links, ratelimit
 from pwdrst.directory import DirectoryError, directory
 from pwdrst.display import mask_address
 from pwdrst.links import CannotIssue
@@ -35,6 +35,21 @@ def check_config():
     except DirectoryError as exc:
         raise click.ClickException(f"directory: {explain_directory_error(exc)}") from None
     click.echo(f"directory: ok ({current_app.config['LDAP_BASE_DN']} readable by the service account)")
+    try:
+        threshold = directory.lockout_threshold()
+    except DirectoryError as exc:
+        raise click.ClickException(f"lockout: {explain_directory_error(exc)}") from None
+    problem = ratelimit.lockout_margin(threshold)
+    if problem:
+        raise click.ClickException(f"lockout: {problem}")
+    allowed = ratelimit.login_account_budget()
+    if threshold:
+        click.echo(
+            f"lockout: ok (the directory locks an account after {threshold} failed logins, pwdMaxFailure; "
+            f"pwdrst allows {allowed}, RATELIMIT_LOGIN_ACCOUNT)"
+        )
+    else:
+        click.echo(f"lockout: the directory's policy sets no pwdMaxFailure; pwdrst allows {allowed} failed logins")
     server, port = current_app.config["MAIL_SERVER"], current_app.config["MAIL_PORT"]
     try:
         with smtplib.SMTP(server, port, timeout=float(current_app.config["MAIL_TIMEOUT"])) as smtp:

@@ -202,8 +202,11 @@ RATELIMIT_RESET_MAIL = "3 per hour"
 # Link uses (opening or submitting) per client address.
 RATELIMIT_LINK_USE = "30 per minute;200 per hour"
 
-# Failed logins per account (before the directory's own lockout) and per client address.
-RATELIMIT_LOGIN_ACCOUNT = "5 per 15 minutes"
+# Failed logins per account, in a moving window; it must stay below the directory's lockout
+# threshold (pwdMaxFailure of LDAP_PASSWORD_POLICY_DN, checked at start), so that nobody can lock an
+# account through pwdrst. Keep the window at least the policy's pwdFailureCountInterval.
+# Failed logins per client address.
+RATELIMIT_LOGIN_ACCOUNT = "4 per 15 minutes"
 RATELIMIT_LOGIN_ADDRESS = "30 per 15 minutes"
 
 # Recovery-address confirmation mails per account.

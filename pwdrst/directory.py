@@ -18,6 +18,7 @@ import math
 import ssl
 import threading
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
@@ -40,6 +41,10 @@ RELAX_OID = "1.3.6.1.4.1.4203.666.5.12"
 
 # Longest identifier worth a directory round trip (RFC 5321 limits an address to 254 octets).
 MAX_IDENTIFIER_LENGTH = 256
+
+# Most accounts a login tries one password on when an address is shared (the seed's 3.4); beyond
+# that the address says nothing about the person, and the login is refused as invalid.
+MAX_LOGIN_CANDIDATES = 3
 
 
 # ---------------------------------------------------------------- errors
@@ -283,6 +288,16 @@ def parse_servers(urls) -> list[tuple[str, int, bool]]:
     return servers
 
 
+def fold_identifier(identifier: str) -> str:
+    """Return the spelling of a login or address that counts as the same: NFKC, case folded.
+
+    Full-width letters (NFKC) and a dotted capital I (folded to i + U+0307, whose dot goes) name the
+    same account as their plain spelling; the directory matches logins and addresses without case.
+    """
+    folded = unicodedata.normalize("NFKC", (identifier or "").strip()).casefold()
+    return unicodedata.normalize("NFKC", folded.replace("i\u0307", "i"))
+
+
 def is_valid_dn(dn: str) -> bool:
     """Return whether dn parses as a distinguished name."""
     try:
@@ -501,10 +516,42 @@ class Directory:
         self._policy_cache[dn] = (time.monotonic() + 60, policy)
         return policy
 
-    def _filter_for(self, identifier: str) -> str:
-        value = escape_filter_chars(identifier)
-        clauses = "".join(f"({attr}={value})" for attr in self.login_attributes)
+    def _filter_for(self, *spellings: str) -> str:
+        values = [escape_filter_chars(s) for s in dict.fromkeys(spellings)]
+        clauses = "".join(f"({attr}={value})" for value in values for attr in self.login_attributes)
         return f"(&{self.user_filter}(|{clauses}))"
+
+    def lockout_threshold(self) -> int | None:
+        """Return the policy entry's pwdMaxFailure (failed binds before a lockout), or None if it has none."""
+        if self.flavour == "ad" or not self.default_policy_dn:
+            return None
+        entries = self._search(self.default_policy_dn, "(objectClass=*)", ["pwdMaxFailure", "pwdLockout"], ldap3.BASE)
+        if not entries:
+            raise DirectoryError(f"the policy entry {self.default_policy_dn} does not exist or cannot be read")
+        attrs = entries[0]["attributes"]
+        try:
+            threshold = int(_first(attrs.get("pwdMaxFailure")) or 0)
+        except ValueError:
+            return None
+        locks = _first(attrs.get("pwdLockout")).upper() == "TRUE"
+        return threshold if locks and threshold > 0 else None
+
+    def find_candidates(self, identifier: str) -> list[Account]:
+        """Return the accounts a login or address names, as typed or folded (see fold_identifier).
+
+        At most MAX_LOGIN_CANDIDATES + 1, so that a caller can tell "too many" from a few.
+        """
+        identifier = (identifier or "").strip()
+        if not identifier or len(identifier) > MAX_IDENTIFIER_LENGTH or not identifier.isprintable():
+            self._search(self.base_dn, self._filter_for("\x00pwdrst-nobody"), ["1.1"], size_limit=1)
+            return []
+        entries = self._search(
+            self.base_dn,
+            self._filter_for(identifier, fold_identifier(identifier)),
+            self._account_attributes,
+            size_limit=MAX_LOGIN_CANDIDATES + 1,
+        )
+        return sorted((self._account(e) for e in entries), key=lambda a: a.login)
 
     def find_account(self, identifier: str) -> Account | None:
         """Find the account a login or any of its addresses names (case-insensitively).
@@ -595,16 +642,20 @@ class Directory:
         conn.bind(read_server_info=False, controls=[(PPOLICY_OID, False, None)])
         return conn.result
 
-    def authenticate(self, identifier: str, password: str | bytes) -> Authentication:
-        """Bind as the person named by identifier; raise a domain error if the bind is refused."""
-        account = self.find_account(identifier)
+    def authenticate(self, who: "str | Account", password: str | bytes) -> Authentication:
+        """Bind as the person an identifier names (or as this Account); raise a domain error if refused."""
+        account = who if isinstance(who, Account) else self.find_account(who)
         password = _as_bytes(password)
         if account is None or not password:
-            # Same server work as a real attempt: an unknown login costs what a wrong password does.
-            self._run("user", lambda conn: self._bind_as(conn, f"cn=pwdrst-nobody,{self.base_dn}", password or b"x"))
-            raise InvalidCredentials()
+            self.authenticate_nobody(password)
         result = self._run("user", lambda conn: self._bind_as(conn, account.dn, password))
         return self._bind_outcome(account, result)
+
+    def authenticate_nobody(self, password: str | bytes) -> None:
+        """Bind as nobody and raise InvalidCredentials: an unknown login costs what a wrong password does."""
+        password = _as_bytes(password) or b"x"
+        self._run("user", lambda conn: self._bind_as(conn, f"cn=pwdrst-nobody,{self.base_dn}", password))
+        raise InvalidCredentials()
 
     def _bind_outcome(self, account: Account, result: dict) -> Authentication:
         if self.flavour == "ad":

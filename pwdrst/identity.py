@@ -10,9 +10,9 @@ from flask import abort, current_app, g, redirect, request, session, url_for
 
 from pwdrst import audit, ratelimit
 from pwdrst.directory import (
+    MAX_LOGIN_CANDIDATES,
     Account,
     AccountLocked,
-    AmbiguousAccount,
     Authentication,
     DirectoryError,
     InvalidCredentials,
@@ -57,32 +57,57 @@ def is_protected(account: Account) -> bool:
 
 
 def log_in(identifier: str, password: str) -> Authentication:
-    """Bind as the person; failures are counted, and limits checked before the directory hears of it.
+    """Bind as the person; each bind is counted before it is tried, so the limits hold however many arrive at once.
 
-    Raise LoginLimited, InvalidCredentials, AccountLocked, AmbiguousAccount or PasswordExpired.
+    A wrong password, an unknown login, a locked account and an address several accounts share all
+    raise InvalidCredentials (the page must not tell them apart). For a shared address each account
+    (at most MAX_LOGIN_CANDIDATES) is tried with the password: the one it opens is the person's.
+    Raise LoginLimited, InvalidCredentials or PasswordExpired.
     """
-    if not ratelimit.login_allowed(identifier):
+    if not ratelimit.login_attempt_address():
         audit.log("login", "limited", account=None, identifier_known=False)
         raise LoginLimited()
-    try:
-        auth = directory.authenticate(identifier, password)
-    except InvalidCredentials:
-        ratelimit.login_failed(identifier)
-        audit.log("login", "failed", reason="invalid_credentials")
-        raise
-    except AccountLocked:
-        audit.log("login", "failed", reason="locked")
-        raise
-    except AmbiguousAccount as exc:
-        audit.log("login", "failed", reason="ambiguous", accounts=list(exc.dns))
-        raise
-    except PasswordExpired as exc:
-        audit.log("login", "ok", account=exc.account.login, must_change=True, grace_remaining=exc.grace_remaining)
-        start_session(exc.account, must_change=True)
-        raise
-    audit.log("login", "ok", account=auth.account.login)
-    start_session(auth.account)
-    return auth
+    candidates = directory.find_candidates(identifier)
+    if not candidates or len(candidates) > MAX_LOGIN_CANDIDATES:
+        if not ratelimit.login_attempt(identifier):
+            audit.log("login", "limited", account=None, identifier_known=False)
+            raise LoginLimited()
+        if candidates:
+            audit.log("login", "failed", reason="ambiguous", accounts=[a.login for a in candidates])
+        else:
+            audit.log("login", "failed", reason="invalid_credentials")
+        directory.authenticate_nobody(password)
+    for account in candidates:
+        if not ratelimit.login_attempt(account):
+            audit.log("login", "limited", account=account.login, identifier_known=True)
+            raise LoginLimited()
+    proven = []
+    for account in candidates:
+        try:
+            proven.append(directory.authenticate(account, password))
+        except PasswordExpired as exc:
+            # The directory says "expired" only to the right password: the person is proven.
+            proven.append(exc)
+        except (InvalidCredentials, AccountLocked) as exc:
+            reason = "locked" if isinstance(exc, AccountLocked) else "invalid_credentials"
+            audit.log("login", "failed", account=account.login, reason=reason, shared=len(candidates) > 1)
+    if len(proven) > 1:
+        # A data fault (one password opening several accounts of one address), never resolved by guessing.
+        audit.log("login", "failed", reason="ambiguous", accounts=[outcome.account.login for outcome in proven])
+        raise InvalidCredentials()
+    if not proven:
+        raise InvalidCredentials()
+    [outcome] = proven
+    ratelimit.login_succeeded(outcome.account)
+    if isinstance(outcome, PasswordExpired):
+        audit.log(
+            "login", "ok", account=outcome.account.login, must_change=True, grace_remaining=outcome.grace_remaining
+        )
+        start_session(outcome.account, must_change=True)
+        raise outcome
+    audit.log("login", "ok", account=outcome.account.login)
+    start_session(outcome.account)
+    return outcome
 
 
 def start_session(account: Account, must_change: bool = False) -> None:

@@ -269,6 +269,20 @@ def can_bind(slapd):
 
 
 @pytest.fixture(scope="session")
+def failure_count(slapd):
+    """Return failure_count(dn): how many failed binds the directory holds for an entry (pwdFailureTime)."""
+
+    def count(dn) -> int:
+        conn = ldap3.Connection(ldap3.Server(slapd.url), sandbox.ADMIN_DN, sandbox.ADMIN_PASSWORD, auto_bind=True)
+        conn.search(dn, "(objectClass=*)", ldap3.BASE, attributes=["pwdFailureTime"])
+        found = len(conn.entries[0].pwdFailureTime.values) if conn.entries else 0
+        conn.unbind()
+        return found
+
+    return count
+
+
+@pytest.fixture(scope="session")
 def new_password():
     """A password every rule accepts, to set in a test."""
     return NEW_PASSWORD

@@ -88,20 +88,97 @@ def test_login_with_a_wrong_password_and_an_unknown_account_is_indistinguishable
     assert body.replace(person.uid, "X") == comparable(unknown)[2].replace("nobody-here-at-all", "X")
 
 
-def test_locked_account_shows_the_locked_message(make_person, auth, can_bind):
+@pytest.fixture
+def same_page(comparable):
+    """Return same_page(a, spelling_a, b, spelling_b): whether two answers differ only in what was typed."""
+
+    def same(first, typed_first, second, typed_second):
+        status, headers, body = comparable(first)
+        other_status, other_headers, other_body = comparable(second)
+        return (status, headers, body.replace(typed_first, "X")) == (
+            other_status,
+            other_headers,
+            other_body.replace(typed_second, "X"),
+        )
+
+    return same
+
+
+@pytest.fixture
+def shared_people(make_person):
+    """Return shared_people(count, passwords=None): people who all hold one address besides their own (seed 3.4)."""
+    serial = iter(range(1, 10**6))
+
+    def make(count, passwords=None):
+        shared = f"shared.{next(serial)}.{make_person().uid}@uni.example"
+        people = []
+        for n in range(count):
+            password = passwords[n] if passwords else None
+            mail = (f"own.{n}.{shared}", shared)
+            people.append(make_person(surname="Wspolna", mail=mail, password=password))
+        return shared, people
+
+    return make
+
+
+def test_locked_account_answers_exactly_like_a_wrong_password(make_person, auth, can_bind, same_page, audit):
     person = make_person()
     for _ in range(sandbox.POLICY_MAX_FAILURE):
         can_bind(person.dn, "wrong-password")
-    response = auth.login(person.uid, person.password)
-    page = response.get_data(as_text=True)
-    assert response.status_code == 403
-    assert "Twoje konto jest zablokowane" in page
+    locked = auth.login(person.uid, person.password)
+    unknown = auth.login("nobody-at-all", "wrong-password")
+    assert same_page(locked, person.uid, unknown, "nobody-at-all")
+    assert locked.status_code == 401
+    page = locked.get_data(as_text=True)
+    assert "Ustawienie nowego hasła linkiem wysłanym na adres awaryjny także je odblokowuje" in page
     assert 'href="/reset"' in page and "pomoc@uni.example" in page
+    assert [(e["account"], e["reason"]) for e in audit("login")] == [
+        (person.uid, "locked"),
+        (None, "invalid_credentials"),
+    ]
 
 
-def test_shared_address_asks_for_the_helpdesk(auth):
-    page = auth.login("t.lewandowski@uni.example", "Lampa-w-oknie-na-strychu-88").get_data(as_text=True)
-    assert "Ten adres należy do więcej niż jednego konta" in page
+def test_shared_address_logs_in_the_one_account_the_password_opens(client, auth, shared_people, audit):
+    shared, (first, second) = shared_people(2)
+    response = auth.login(shared, second.password)
+    assert response.status_code == 303
+    assert f"Zalogowano jako {second.uid}" in client.get("/password").get_data(as_text=True)
+    assert [(e["outcome"], e["account"]) for e in audit("login")] == [("failed", first.uid), ("ok", second.uid)]
+
+
+def test_shared_address_with_a_wrong_password_answers_like_a_wrong_password(auth, shared_people, same_page, audit):
+    shared, people = shared_people(2)
+    refused = auth.login(shared, "wrong-password")
+    unknown = auth.login("nobody-at-all", "wrong-password")
+    assert same_page(refused, shared, unknown, "nobody-at-all")
+    assert [e["account"] for e in audit("login") if e["account"]] == [p.uid for p in people]
+
+
+def test_shared_address_that_one_password_opens_twice_is_refused_and_audited(auth, shared_people, same_page, audit):
+    same = "Jeden-klucz-do-dwoch-drzwi-7"
+    shared, people = shared_people(2, passwords=[same, same])
+    refused = auth.login(shared, same)
+    unknown = auth.login("nobody-at-all", "wrong-password")
+    assert same_page(refused, shared, unknown, "nobody-at-all")
+    [fault] = [e for e in audit("login") if e.get("reason") == "ambiguous"]
+    assert fault["accounts"] == [p.uid for p in people]
+
+
+def test_address_shared_by_too_many_accounts_is_never_tried(auth, shared_people, failure_count):
+    shared, people = shared_people(4)
+    refused = auth.login(shared, people[0].password)
+    assert refused.status_code == 401
+    assert [failure_count(p.dn) for p in people] == [0, 0, 0, 0]
+
+
+def test_failed_login_is_audited_with_the_account_it_targeted(auth, make_person, audit):
+    person = make_person()
+    auth.login(person.mail[1], "wrong-password")
+    auth.login("nobody-at-all", "wrong-password")
+    assert [(e["outcome"], e["account"], e["reason"]) for e in audit("login")] == [
+        ("failed", person.uid, "invalid_credentials"),
+        ("failed", None, "invalid_credentials"),
+    ]
 
 
 def test_directory_outage_on_login_is_a_503(pure_app, submit):

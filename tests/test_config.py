@@ -151,3 +151,31 @@ def test_check_config_names_a_missing_setting(flask_cli):
     assert result.returncode != 0
     assert "SECRET_KEY is not set" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# -- the directory's lockout threshold (pwdMaxFailure) against RATELIMIT_LOGIN_ACCOUNT
+
+
+def test_check_config_reports_the_directory_lockout_threshold(flask_cli):
+    result = flask_cli("check-config")
+    assert result.returncode == 0, result.stderr
+    threshold = sandbox.POLICY_MAX_FAILURE
+    assert f"lockout: ok (the directory locks an account after {threshold} failed logins" in result.stdout
+
+
+def test_login_limit_that_reaches_the_lockout_threshold_refuses_to_start(server_settings, flask_cli):
+    limit = f"{sandbox.POLICY_MAX_FAILURE} per 15 minutes"
+    with pytest.raises(ConfigError) as refused:
+        create_app(server_settings(RATELIMIT_LOGIN_ACCOUNT=limit))
+    message = refused.value.message
+    assert "RATELIMIT_LOGIN_ACCOUNT allows 5 failed logins" in message
+    assert f"after 5 (pwdMaxFailure of {sandbox.DEFAULT_POLICY})" in message
+    result = flask_cli("check-config", PWDRST_RATELIMIT_LOGIN_ACCOUNT=limit)
+    assert result.returncode != 0
+    assert "Set RATELIMIT_LOGIN_ACCOUNT below 5" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_start_goes_on_when_the_directory_cannot_be_asked_for_its_threshold(server_settings, caplog):
+    app = create_app(server_settings(LDAP_URL=[f"ldap://127.0.0.1:{free_port()}"]))
+    assert app.config["RATELIMIT_LOGIN_ACCOUNT"]
+    assert "could not read the directory's lockout threshold" in caplog.text

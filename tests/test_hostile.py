@@ -96,7 +96,6 @@ def world(slapd, server_settings, submit, csrf_token):
         "RESET_REQUEST",
         "LINK_USE",
         "STRENGTH",
-        "LOGIN_ACCOUNT",
         "LOGIN_ADDRESS",
         "RECOVERY_MAIL",
         "HELPDESK_ISSUE",
