@@ -10,7 +10,6 @@ from wtforms.validators import (
     InputRequired,
     Length,
     NumberRange,
-    Optional,
     Regexp,
     ValidationError,
 )
@@ -94,7 +93,7 @@ def outside_address(address: str, account) -> bool:
         forbidden = forbidden.lower().lstrip(".")
         if domain == forbidden or domain.endswith("." + forbidden):
             return False
-    return address.lower() not in {a.lower() for a in account.addresses}
+    return account is None or address.lower() not in {a.lower() for a in account.addresses}
 
 
 class RecoveryAddressForm(FlaskForm):
@@ -111,6 +110,8 @@ class RecoveryAddressForm(FlaskForm):
         self.account = account
 
     def validate_address(self, field):
+        if field.errors:  # not an address at all: that sentence is enough
+            return
         if not outside_address(field.data.strip(), self.account):
             raise ValidationError(
                 _l("Use a private address outside the university: it must work when your university mailbox does not.")
@@ -151,13 +152,18 @@ class IssueLinkForm(FlaskForm):
     )
     address = EmailField(
         _l("Address (after checking the person's identity in person)"),
-        validators=[Optional(), *email_validators()],
+        # Not Optional(): it would end the chain before validate_address could require the address.
+        validators=[Length(max=254, message=_l("That is longer than any e-mail address."))],
     )
     identity_checked = BooleanField(_l("I have checked the person's identity (an ID document, in person)"))
 
     def validate_address(self, field):
-        if self.delivery.data == "address" and not field.data:
+        if self.delivery.data != "address":
+            return
+        if not (field.data or "").strip():
             raise ValidationError(_l("Type the address to send the link to."))
+        for check in email_validators():
+            check(self, field)
 
     def validate_identity_checked(self, field):
         if self.delivery.data in ("address", "shown") and not field.data:

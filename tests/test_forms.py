@@ -71,16 +71,9 @@ def test_new_password_is_judged_by_the_policy_and_typed_twice(errors):
     [
         ({"delivery": "recovery"}, set()),
         ({"delivery": "address", "address": "przy.okienku@mail.example", "identity_checked": "y"}, set()),
-        pytest.param(
-            {"delivery": "address", "identity_checked": "y"},
-            {"address"},
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="Optional() ends the chain before validate_address runs: the view then answers 500 "
-                "(no address field) or issues a link to '' (an empty one)",
-            ),
-            id="address-delivery-without-an-address",
-        ),
+        pytest.param({"delivery": "address", "identity_checked": "y"}, {"address"}, id="address-delivery-without-one"),
+        ({"delivery": "address", "identity_checked": "y", "address": "  "}, {"address"}),
+        ({"delivery": "address", "identity_checked": "y", "address": "not-an-address"}, {"address"}),
         ({"delivery": "address", "address": "przy.okienku@mail.example"}, {"identity_checked"}),
         ({"delivery": "shown"}, {"identity_checked"}),
         ({"delivery": "nonsense"}, {"delivery"}),

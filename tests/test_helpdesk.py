@@ -245,3 +245,18 @@ def test_staff_see_a_password_that_must_be_changed(staff, slapd, make_person):
     assert "tak: ustawione przez pomoc IT lub administratora" in page
     listed = staff.get(f"/helpdesk/?q={person.uid}").get_data(as_text=True)
     assert "musi zmienić hasło" in listed
+
+
+@pytest.mark.parametrize("address", [None, "", "   "])
+def test_a_typed_address_delivery_without_an_address_sends_nothing(
+    staff, issue, make_person, smtp, app, audit, address
+):
+    person = make_person()
+    data = {"delivery": "address", "identity_checked": "y"}
+    if address is not None:
+        data["address"] = address
+    response = issue(staff, person.uid, **data)
+    assert response.status_code == 303
+    assert "Wpisz adres" in staff.get(response.headers["Location"]).get_data(as_text=True)
+    assert smtp.delivered(app) == []
+    assert audit("helpdesk_link") == []
