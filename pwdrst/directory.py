@@ -592,6 +592,22 @@ class Directory:
         result = self._run("user", lambda conn: self._bind_as(conn, account.dn, password))
         return self._bind_outcome(account, result)
 
+    def verify_password(self, account: Account, password: str | bytes) -> None:
+        """Check the person's current password by a bind as them; raise a domain error if it is refused.
+
+        The directory's policy counts a wrong password as it counts a failed login. An expired
+        password that still binds (a grace login) is right, so it passes.
+        """
+        password = _as_bytes(password)
+        if not password:
+            raise InvalidCredentials()
+        result = self._run("user", lambda conn: self._bind_as(conn, account.dn, password))
+        try:
+            self._bind_outcome(account, result)
+        except PasswordExpired as expired:
+            if not expired.bound:
+                raise
+
     def _bind_outcome(self, account: Account, result: dict) -> Authentication:
         if self.flavour == "ad":
             return self._ad_bind_outcome(account, result)

@@ -97,6 +97,17 @@ def outside_address(address: str, account) -> bool:
     return address.lower() not in {a.lower() for a in account.addresses}
 
 
+def current_password_field():
+    """Return the field that asks for the current password again before a sensitive change."""
+    return PasswordField(
+        _l("Current password"),
+        validators=[
+            DataRequired(_l("Enter your current password.")),
+            Length(max=1024, message=_l("That is longer than any password.")),
+        ],
+    )
+
+
 class RecoveryAddressForm(FlaskForm):
     """A private address for reset links, outside the organisation."""
 
@@ -105,6 +116,8 @@ class RecoveryAddressForm(FlaskForm):
         validators=[DataRequired(_l("Enter an e-mail address.")), *email_validators()],
     )
     replace = BooleanField(_l("Replace my current recovery addresses with this one"))
+    # Changing the means of recovery is a sensitive action: a stolen session alone must not do it.
+    current_password = current_password_field()
 
     def __init__(self, *args, account=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -122,6 +135,19 @@ class RemoveRecoveryForm(FlaskForm):
 
     index = IntegerField(validators=[InputRequired(), NumberRange(min=0, max=20)])
     confirm = BooleanField(_l("I understand that I will not be able to reset my password myself"))
+    current_password = current_password_field()
+
+    def __init__(self, *args, account=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.account = account
+
+    def validate_index(self, field):
+        if self.account is not None and (field.data or 0) >= len(self.account.recovery_addresses):
+            raise ValidationError("no such recovery address")
+
+    def validate_confirm(self, field):
+        if self.account is not None and len(self.account.recovery_addresses) == 1 and not field.data:
+            raise ValidationError(_l("Tick the box to remove your last recovery address."))
 
 
 class SearchForm(FlaskForm):

@@ -134,6 +134,28 @@ def safe_next(target: str | None) -> str:
     return url_for("account.change_password")
 
 
+def reauthenticate(account: Account, password: str) -> None:
+    """Ask the directory for the logged-in person's password again, before a sensitive change.
+
+    A wrong password counts as a failed login, against the same limits. Raise LoginLimited,
+    InvalidCredentials, AccountLocked or PasswordExpired; nothing else happens then.
+    """
+    if not ratelimit.login_allowed(account.login):
+        audit.log("reauthentication", "limited", account=account.login)
+        raise LoginLimited()
+    try:
+        directory.verify_password(account, password)
+    except InvalidCredentials:
+        ratelimit.login_failed(account.login)
+        audit.log("reauthentication", "failed", account=account.login, reason="invalid_credentials")
+        raise
+    except (AccountLocked, PasswordExpired) as exc:
+        reason = "locked" if isinstance(exc, AccountLocked) else "expired"
+        audit.log("reauthentication", "failed", account=account.login, reason=reason)
+        raise
+    audit.log("reauthentication", "ok", account=account.login)
+
+
 # ---------------------------------------------------------------- guards
 
 

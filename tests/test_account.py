@@ -20,6 +20,18 @@ def change(client, current, new, confirm=None):
     return submit(client, "/password", {"current_password": current, "new_password": new, "confirm": confirm or new})
 
 
+def add_recovery(client, person, address, password=None, **extra):
+    """Ask for a new recovery address on /recovery, with the current password (the person's own by default)."""
+    data = {"address": address, "current_password": person.password if password is None else password, **extra}
+    return submit(client, "/recovery", data)
+
+
+def remove_recovery(client, person, index=0, password=None, **extra):
+    """Remove a recovery address from its own page, with the current password (the person's own by default)."""
+    data = {"index": str(index), "current_password": person.password if password is None else password, **extra}
+    return submit(client, "/recovery/remove", data, form_url="/recovery")
+
+
 def failure_count(slapd, dn) -> int:
     conn = ldap3.Connection(ldap3.Server(slapd.url), sandbox.ADMIN_DN, sandbox.ADMIN_PASSWORD, auto_bind=True)
     conn.search(dn, "(objectClass=*)", ldap3.BASE, attributes=["pwdFailureTime"])
@@ -320,7 +332,7 @@ def test_session_ends_after_the_idle_timeout(client, make_person, config_overrid
 def test_confirmed_recovery_address_is_stored_only_after_the_link(client, app, smtp, make_person, config_overrides):
     person = make_person()
     login(client, person.uid, person.password)
-    response = submit(client, "/recovery", {"address": "nowy.prywatny@mail.example"})
+    response = add_recovery(client, person, "nowy.prywatny@mail.example")
     assert response.status_code == 303
     [message] = smtp.wait_for(1, to="nowy.prywatny@mail.example")
     with app.app_context():
@@ -346,7 +358,7 @@ def test_confirmed_recovery_address_is_stored_only_after_the_link(client, app, s
 def test_unconfirmed_recovery_address_is_not_stored(client, app, smtp, make_person):
     person = make_person()
     login(client, person.uid, person.password)
-    submit(client, "/recovery", {"address": "nigdy.potwierdzony@mail.example"})
+    add_recovery(client, person, "nigdy.potwierdzony@mail.example")
     smtp.wait_for(1)
     with app.app_context():
         assert app.extensions["pwdrst.directory"].get_account(person.uid).recovery_addresses == person.recovery
@@ -355,7 +367,7 @@ def test_unconfirmed_recovery_address_is_not_stored(client, app, smtp, make_pers
 def test_replacing_the_recovery_address(client, app, smtp, make_person):
     person = make_person()
     login(client, person.uid, person.password)
-    submit(client, "/recovery", {"address": "zastepczy@mail.example", "replace": "y"})
+    add_recovery(client, person, "zastepczy@mail.example", replace="y")
     link = mail_link(smtp.wait_for(1, to="zastepczy@mail.example")[0])
     client.get(link_path(link))
     submit(client, "/recovery/confirm", {})
@@ -373,7 +385,7 @@ def test_replacing_the_recovery_address(client, app, smtp, make_person):
 def test_address_in_the_organisations_domain_is_refused(client, smtp, make_person, config_overrides, address):
     person = make_person()
     login(client, person.uid, person.password)
-    response = submit(client, "/recovery", {"address": address})
+    response = add_recovery(client, person, address)
     assert response.status_code == 400
     assert "Użyj prywatnego adresu spoza uczelni" in response.get_data(as_text=True)
     time.sleep(0.2)
@@ -383,14 +395,14 @@ def test_address_in_the_organisations_domain_is_refused(client, smtp, make_perso
 def test_own_university_address_is_refused_as_recovery(client, smtp, make_person):
     person = make_person()
     login(client, person.uid, person.password)
-    assert submit(client, "/recovery", {"address": person.mail[1]}).status_code == 400
+    assert add_recovery(client, person, person.mail[1]).status_code == 400
 
 
 @pytest.mark.parametrize("address", ["not-an-address", "a@b", "x" * 300 + "@mail.example", "a b@mail.example"])
 def test_malformed_recovery_address_is_refused(client, make_person, address):
     person = make_person()
     login(client, person.uid, person.password)
-    assert submit(client, "/recovery", {"address": address}).status_code == 400
+    assert add_recovery(client, person, address).status_code == 400
 
 
 def test_recovery_page_masks_the_addresses(client, make_person):
@@ -406,15 +418,58 @@ def test_removing_the_last_recovery_address_asks_first(client, app, smtp, make_p
     login(client, person.uid, person.password)
     asked = submit(client, "/recovery/remove", {"index": "0"}, form_url="/recovery")
     assert asked.status_code == 200
-    assert "nie ustawisz sam nowego hasła" in asked.get_data(as_text=True)
+    page = asked.get_data(as_text=True)
+    assert "nie ustawisz sam nowego hasła" in page and 'id="current_password"' in page
+    unconfirmed = remove_recovery(client, person)
+    assert unconfirmed.status_code == 400
     with app.app_context():
         assert app.extensions["pwdrst.directory"].get_account(person.uid).recovery_addresses == person.recovery
-    removed = submit(client, "/recovery/remove", {"index": "0", "confirm": "y"}, form_url="/recovery")
+    removed = remove_recovery(client, person, confirm="y")
     assert removed.status_code == 303
     with app.app_context():
         assert app.extensions["pwdrst.directory"].get_account(person.uid).recovery_addresses == ()
     [notice] = smtp.wait_for(1, to=person.recovery[0])
     assert "nie będzie już otrzymywać" in mail_text(notice)
+
+
+@pytest.mark.parametrize("action", ["add", "replace", "remove"])
+@pytest.mark.parametrize("password", ["not-the-password", ""])
+def test_changing_the_recovery_address_needs_the_current_password(client, app, smtp, make_person, action, password):
+    person = make_person()
+    login(client, person.uid, person.password)
+    if action == "remove":
+        response = remove_recovery(client, person, password=password, confirm="y")
+    else:
+        extra = {"replace": "y"} if action == "replace" else {}
+        response = add_recovery(client, person, "inny.prywatny@mail.example", password=password, **extra)
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    expected = "Obecne hasło jest niepoprawne." if password else "Wpisz obecne hasło."
+    errors = page[page.index('id="current_password-errors"') :]
+    assert expected in errors[: errors.index("</ul>")]
+    time.sleep(0.3)
+    assert smtp.messages == []
+    with app.app_context():
+        assert app.extensions["pwdrst.directory"].get_account(person.uid).recovery_addresses == person.recovery
+
+
+@pytest.mark.parametrize("config_overrides", [{"RATELIMIT_LOGIN_ACCOUNT": "3 per 15 minutes"}])
+def test_wrong_password_for_the_recovery_address_counts_as_a_failed_login(
+    client, app, slapd, smtp, make_person, caplog, config_overrides
+):
+    person = make_person()
+    login(client, person.uid, person.password)
+    for _ in range(3):
+        assert add_recovery(client, person, "inny@mail.example", password="not-the-password").status_code == 400
+    assert failure_count(slapd, person.dn) == 3  # the directory's own policy counted each bind
+    # The budget is the login's: even the right password is not tried now, here or at the login.
+    assert add_recovery(client, person, "inny@mail.example").status_code == 429
+    assert login(app.test_client(), person.uid, person.password).status_code == 429
+    time.sleep(0.3)
+    assert smtp.messages == []
+    outcomes = [e["outcome"] for e in audit_events(caplog, "reauthentication")]
+    assert outcomes == ["failed"] * 3 + ["limited"]
+    assert person.password not in caplog.text
 
 
 @pytest.mark.parametrize("index", ["5", "-1", "abc", ""])
