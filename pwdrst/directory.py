@@ -453,6 +453,9 @@ class Directory:
             # The stored hash carries a fresh salt at every change, so it moves even when two
             # changes fall in the same second of pwdChangedTime.
             state = "|".join(sorted(_all(attrs.get("userPassword")))) + "|" + _first(attrs.get("pwdChangedTime"))
+        recovery = _all(attrs.get(self.recovery_attribute))
+        # A reset link must die when the recovery addresses change too: it was mailed to the old ones.
+        state += "\n" + "\n".join(sorted(a.lower() for a in recovery))
         return Account(
             dn=entry["dn"],
             login=_first(attrs.get(self.login_attributes[0])),
@@ -460,7 +463,7 @@ class Directory:
             given_name=_first(attrs.get("givenName")),
             surname=_first(attrs.get("sn")),
             addresses=tuple(addresses),
-            recovery_addresses=_all(attrs.get(self.recovery_attribute)),
+            recovery_addresses=recovery,
             locked=locked,
             password_expired=expired,
             password_changed_at=changed,
@@ -785,7 +788,7 @@ def _is_expired(changed: datetime | None, policy: dict) -> bool:
 
 
 def fingerprint(dn: str, state: str) -> str:
-    """Return a short digest of an account's password state (not the hash itself)."""
+    """Return a short digest of an account's password and recovery state (not the hash itself)."""
     digest = hmac.new(b"pwdrst password state", f"{dn}\n{state}".encode(), hashlib.sha256).digest()
     # 48 bits: enough to notice a change (the token's signature, not this, stops forgery).
     return base64.urlsafe_b64encode(digest[:6]).decode("ascii")

@@ -472,6 +472,22 @@ def test_wrong_password_for_the_recovery_address_counts_as_a_failed_login(
     assert person.password not in caplog.text
 
 
+def test_reset_link_dies_when_the_recovery_address_is_replaced(client, app, smtp, make_person):
+    from tests.test_reset import request_reset
+
+    person = make_person()
+    request_reset(app.test_client(), person.uid)
+    [old_mail] = smtp.wait_for(1, to=person.recovery[0])
+    reset_link = mail_link(old_mail)
+    login(client, person.uid, person.password)
+    assert add_recovery(client, person, "nowy.jedyny@mail.example", replace="y").status_code == 303
+    confirmation = mail_link(smtp.wait_for(1, to="nowy.jedyny@mail.example")[0])
+    client.get(link_path(confirmation))
+    assert "Adres awaryjny zapisany" in submit(client, "/recovery/confirm", {}).get_data(as_text=True)
+    refused = app.test_client().get(link_path(reset_link))
+    assert refused.status_code == 410
+
+
 @pytest.mark.parametrize("index", ["5", "-1", "abc", ""])
 def test_removing_a_nonexistent_recovery_address_is_a_400(client, make_person, index):
     person = make_person()
