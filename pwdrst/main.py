@@ -4,6 +4,7 @@ from flask import Blueprint, current_app, jsonify, redirect, render_template, re
 
 from pwdrst.directory import DirectoryError, directory
 from pwdrst.extensions import LANGUAGE_COOKIE
+from pwdrst.identity import safe_next
 
 bp = Blueprint("main", __name__)
 
@@ -19,13 +20,7 @@ def set_language(code):
     """Remember the chosen language and go back to the page it was chosen on."""
     if code not in current_app.config["LANGUAGES"]:
         return redirect(url_for("main.index"))
-    target = request.args.get("next", "")
-    # Only a path on this site: never an open redirect.
-    if not target.startswith("/") or target.startswith("//") or "\\" in target:
-        target = url_for("main.index")
-    else:
-        target = request.script_root + target
-    response = redirect(target)
+    response = redirect(safe_next(request.args.get("next"), url_for("main.index")))
     response.set_cookie(
         LANGUAGE_COOKIE,
         code,
