@@ -46,13 +46,14 @@ def search():
 def account_page(login):
     """Show what a helpdesk call needs to know about one account."""
     account = target_account(login)
-    protected = is_protected(account)
     audit.log("helpdesk_viewed", "ok", account=account.login, actor=g.staff_account.login)
+    refusal = links.helpdesk_refusal(account, g.staff_account.login, g.roles)
     return render_template(
         "helpdesk/account.html",
         account=account,
-        protected=protected,
-        may_issue=not protected or "admin" in g.roles,
+        protected=is_protected(account),
+        may_issue=refusal is None,
+        refusal=refusal,
         shared=directory.shared_addresses([account]),
         form=IssueLinkForm(),
         hours=int(current_app.config["HELPDESK_LINK_MAX_AGE"]) // 3600,
@@ -73,7 +74,7 @@ def issue(login):
             account, g.staff_account.login, g.roles, form.delivery.data, form.address.data or ""
         )
     except CannotIssue as exc:
-        if exc.reason == "protected":
+        if exc.reason in links.NOT_YOURS:
             abort(403)
         for error in messages.issue_refusals(exc, form):
             flash(error, "error")
