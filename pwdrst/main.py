@@ -1,10 +1,14 @@
 """The home page, the language switch and the health check."""
 
+import logging
+
 from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
 
 from pwdrst.directory import DirectoryError, directory
 from pwdrst.extensions import LANGUAGE_COOKIE
 from pwdrst.identity import safe_next
+
+logger = logging.getLogger(__name__)
 
 bp = Blueprint("main", __name__)
 
@@ -38,5 +42,7 @@ def healthz():
     try:
         directory.check_service()
     except DirectoryError as exc:
-        return jsonify(directory="unavailable", reason=str(exc)), 503
+        # The reason names servers and DNs: for the log, not for whoever asks.
+        logger.warning("health check: directory unavailable: %s", exc)
+        return jsonify(directory="unavailable"), 503
     return jsonify(directory="ok")

@@ -138,7 +138,18 @@ def test_healthz_says_503_when_the_directory_is_unreachable(slapd, smtp):
     app = create_app(base_config(slapd, smtp, LDAP_URL=[f"ldap://127.0.0.1:{free_port()}"]))
     response = app.test_client().get("/healthz")
     assert response.status_code == 503
-    assert response.get_json()["directory"] == "unavailable"
+    assert response.get_json() == {"directory": "unavailable"}
+
+
+def test_healthz_tells_the_reason_to_the_log_only(slapd, smtp, caplog):
+    from tests.conftest import base_config
+
+    app = create_app(base_config(slapd, smtp, LDAP_BIND_PASSWORD="not-the-service-password"))
+    response = app.test_client().get("/healthz")
+    assert response.status_code == 503
+    assert response.get_json() == {"directory": "unavailable"}
+    assert "cannot bind" in caplog.text and "cannot bind" not in response.get_data(as_text=True)
+    assert "not-the-service-password" not in caplog.text
 
 
 def test_unknown_page_is_a_friendly_404(client):
