@@ -9,9 +9,11 @@ from pwdrst.extensions import limiter
 from pwdrst.forms import IssueLinkForm, SearchForm
 from pwdrst.identity import is_protected, staff_required
 from pwdrst.links import CannotIssue
-from pwdrst.security import secret_page
+from pwdrst.security import mark_secret
 
 bp = Blueprint("helpdesk", __name__, url_prefix="/helpdesk")
+# Every helpdesk page shows people's personal data (and one shows a link): none may be cached.
+bp.before_request(mark_secret)
 
 SEARCH_LIMIT = 50
 
@@ -88,7 +90,6 @@ def issue(login):
 
 @bp.get("/account/<login>/shown")
 @staff_required
-@secret_page
 def shown(login):
     """Show a link once, with a QR code, for handing over in person; a reload does not show it again."""
     held = session.pop("shown_link", None)
