@@ -88,9 +88,14 @@ class ChangePasswordForm(NewPasswordForm):
 
 
 def outside_address(address: str, account) -> bool:
-    """Return whether address may serve for recovery: not the organisation's, not the account's own."""
+    """Return whether address may serve for recovery: not the organisation's, not the account's own.
+
+    The domains of the account's own addresses (and their subdomains) are the organisation's even
+    when RECOVERY_FORBIDDEN_DOMAINS does not list them: such a mailbox fails with the account.
+    """
     domain = address.rsplit("@", 1)[-1].lower()
-    for forbidden in current_app.config["RECOVERY_FORBIDDEN_DOMAINS"]:
+    own = {a.rsplit("@", 1)[-1] for a in account.addresses}
+    for forbidden in [*current_app.config["RECOVERY_FORBIDDEN_DOMAINS"], *own]:
         forbidden = forbidden.lower().lstrip(".")
         if domain == forbidden or domain.endswith("." + forbidden):
             return False

@@ -392,6 +392,17 @@ def test_address_in_the_organisations_domain_is_refused(client, smtp, make_perso
     assert smtp.messages == []
 
 
+@pytest.mark.parametrize("address", ["ktos.inny@uni.example", "ktos@poczta.uni.example", "ktos@STUDENT.uni.example"])
+def test_address_in_the_accounts_own_domains_is_refused_by_default(client, smtp, make_person, address):
+    person = make_person(mail=("ewa.wlasna@uni.example", "ewa.wlasna@student.uni.example"))
+    login(client, person.uid, person.password)
+    response = add_recovery(client, person, address)
+    assert response.status_code == 400
+    assert "Użyj prywatnego adresu spoza uczelni" in response.get_data(as_text=True)
+    time.sleep(0.3)
+    assert smtp.messages == []
+
+
 def test_own_university_address_is_refused_as_recovery(client, smtp, make_person):
     person = make_person()
     login(client, person.uid, person.password)
