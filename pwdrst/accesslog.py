@@ -1,5 +1,10 @@
-"""Gunicorn's access log without link tokens (the path of a link carries one)."""
+"""Gunicorn's logs without link tokens (the path of a link carries one).
 
+Gunicorn writes request paths to its access log, and to its error log as well: every request line
+at --log-level debug, and the request of an unhandled error.
+"""
+
+import logging
 import re
 
 from gunicorn.glogging import Logger
@@ -12,8 +17,24 @@ def redact(text: str) -> str:
     return TOKEN_PATH.sub(r"/\1/[token]", text)
 
 
+class RedactingFilter(logging.Filter):
+    """Take tokens out of each record's message (its arguments merged in first)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, ()
+        return True
+
+
 class RedactingLogger(Logger):
-    """Gunicorn's logger, with tokens taken out of every access-log field that holds the path."""
+    """Gunicorn's logger, with tokens taken out of the access log's path fields and of the error log."""
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        if not any(isinstance(f, RedactingFilter) for f in self.error_log.filters):
+            self.error_log.addFilter(RedactingFilter())
 
     def atoms(self, resp, req, environ, request_time):
         atoms = super().atoms(resp, req, environ, request_time)

@@ -15,6 +15,7 @@ from pwdrst.identity import LoginLimited, login_required
 from pwdrst.links import TokenError
 from pwdrst.messages import refusal
 from pwdrst.policy import current_policy
+from pwdrst.ratelimit import RateLimited
 from pwdrst.security import secret_page
 
 bp = Blueprint("account", __name__)
@@ -104,35 +105,56 @@ def changed():
 # -- recovery addresses
 
 
+def reauthenticated(account, form) -> bool:
+    """Check the form's current password as the person; put the refusal by the field if it is wrong."""
+    try:
+        identity.reauthenticate(account, form.current_password.data)
+    except LoginLimited:
+        raise RateLimited() from None
+    except (InvalidCredentials, AccountLocked, PasswordExpired) as exc:
+        reason = {AccountLocked: "locked", PasswordExpired: "expired"}.get(type(exc), "wrong_current")
+        form.current_password.errors.append(refusal(reason))
+    else:
+        return True
+    return False
+
+
 @bp.route("/recovery", methods=["GET", "POST"])
 @login_required
+@secret_page
 def recovery():
-    """Show the recovery addresses and send a confirmation link to a new one."""
+    """Show the recovery addresses and send a confirmation link to a new one (the password again first)."""
     account = identity.current_account()
     form = RecoveryAddressForm(account=account)
-    if form.validate_on_submit():
+    if form.validate_on_submit() and reauthenticated(account, form):
         ratelimit.recovery_mail(account)
         address = form.address.data.strip()
         links.send_recovery_confirmation(account, address, replace=form.replace.data)
         flash(messages.confirmation_sent(address), "success")
         return redirect(url_for("account.recovery"), 303)
-    page = render_template("account/recovery.html", form=form, account=account, remove=RemoveRecoveryForm())
+    page = render_template("account/recovery.html", form=form, account=account)
     return page, 400 if form.errors else 200
 
 
 @bp.post("/recovery/remove")
 @login_required
+@secret_page
 def remove_recovery():
-    """Remove one recovery address; removing the last one asks for confirmation first."""
+    """Remove one recovery address, after the current password (and a confirmation for the last one)."""
     account = identity.current_account()
-    form = RemoveRecoveryForm()
-    if not form.validate_on_submit() or form.index.data >= len(account.recovery_addresses):
+    form = RemoveRecoveryForm(account=account)
+    valid = form.validate_on_submit()
+    if form.index.errors:
         abort(400)
-    if len(account.recovery_addresses) == 1 and not form.confirm.data:
-        return render_template("account/remove_last.html", form=form, account=account)
-    changes.remove_recovery_address(account, form.index.data)
-    flash(_l("The recovery address was removed."), "success")
-    return redirect(url_for("account.recovery"), 303)
+    if "current_password" not in request.form:
+        # The Remove button of the list: ask for the password on a page of its own.
+        form.confirm.errors, form.current_password.errors = [], []
+        return render_template("account/remove_recovery.html", form=form, account=account)
+    if valid and reauthenticated(account, form):
+        changes.remove_recovery_address(account, form.index.data)
+        flash(_l("The recovery address was removed."), "success")
+        return redirect(url_for("account.recovery"), 303)
+    return render_template("account/remove_recovery.html", form=form, account=account), 400
 
 
 @bp.get("/recovery/<token>")

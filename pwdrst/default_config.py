@@ -162,7 +162,8 @@ CLI_LINK_MAX_AGE_CAP = 14 * 24 * 3600
 RECOVERY_LINK_MAX_AGE = 86400
 
 # Mail domains that may not serve as recovery addresses: the organisation's own (a recovery address
-# must work when the university mailbox does not). Subdomains are refused too.
+# must work when the university mailbox does not). Subdomains are refused too. The domains of the
+# account's own addresses are always refused, listed here or not.
 RECOVERY_FORBIDDEN_DOMAINS = []
 
 # -- Password policy ---------------------------------------------------------------------------

@@ -481,6 +481,9 @@ class Directory:
             # The stored hash carries a fresh salt at every change, so it moves even when two
             # changes fall in the same second of pwdChangedTime.
             state = "|".join(sorted(_all(attrs.get("userPassword")))) + "|" + _first(attrs.get("pwdChangedTime"))
+        recovery = _all(attrs.get(self.recovery_attribute))
+        # A reset link must die when the recovery addresses change too: it was mailed to the old ones.
+        state += "\n" + "\n".join(sorted(a.lower() for a in recovery))
         return Account(
             dn=entry["dn"],
             login=_first(attrs.get(self.login_attributes[0])),
@@ -488,7 +491,7 @@ class Directory:
             given_name=_first(attrs.get("givenName")),
             surname=_first(attrs.get("sn")),
             addresses=tuple(addresses),
-            recovery_addresses=_all(attrs.get(self.recovery_attribute)),
+            recovery_addresses=recovery,
             locked=locked,
             password_expired=expired,
             password_changed_at=changed,
@@ -656,6 +659,22 @@ class Directory:
         password = _as_bytes(password) or b"x"
         self._run("user", lambda conn: self._bind_as(conn, f"cn=pwdrst-nobody,{self.base_dn}", password))
         raise InvalidCredentials()
+
+    def verify_password(self, account: Account, password: str | bytes) -> None:
+        """Check the person's current password by a bind as them; raise a domain error if it is refused.
+
+        The directory's policy counts a wrong password as it counts a failed login. An expired
+        password that still binds (a grace login) is right, so it passes.
+        """
+        password = _as_bytes(password)
+        if not password:
+            raise InvalidCredentials()
+        result = self._run("user", lambda conn: self._bind_as(conn, account.dn, password))
+        try:
+            self._bind_outcome(account, result)
+        except PasswordExpired as expired:
+            if not expired.bound:
+                raise
 
     def _bind_outcome(self, account: Account, result: dict) -> Authentication:
         if self.flavour == "ad":
@@ -838,7 +857,7 @@ def _is_expired(changed: datetime | None, policy: dict) -> bool:
 
 
 def fingerprint(dn: str, state: str) -> str:
-    """Return a short digest of an account's password state (not the hash itself)."""
+    """Return a short digest of an account's password and recovery state (not the hash itself)."""
     digest = hmac.new(b"pwdrst password state", f"{dn}\n{state}".encode(), hashlib.sha256).digest()
     # 48 bits: enough to notice a change (the token's signature, not this, stops forgery).
     return base64.urlsafe_b64encode(digest[:6]).decode("ascii")

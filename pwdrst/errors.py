@@ -76,5 +76,7 @@ def init_app(app) -> None:
     @app.errorhandler(Exception)
     def unexpected(error):
         original = getattr(error, "original_exception", None) or error
-        logger.error("unexpected error on %s %s", request.method, request.path, exc_info=original)
+        # The route's pattern, not the path: a link's path holds its token, and logs must not.
+        where = request.url_rule.rule if request.url_rule else request.path
+        logger.error("unexpected error on %s %s", request.method, where, exc_info=original)
         return render_error(500)

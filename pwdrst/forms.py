@@ -87,13 +87,29 @@ class ChangePasswordForm(NewPasswordForm):
 
 
 def outside_address(address: str, account) -> bool:
-    """Return whether address may serve for recovery: not the organisation's, not the account's own."""
+    """Return whether address may serve for recovery: not the organisation's, not the account's own.
+
+    The domains of the account's own addresses (and their subdomains) are the organisation's even
+    when RECOVERY_FORBIDDEN_DOMAINS does not list them: such a mailbox fails with the account.
+    """
     domain = address.rsplit("@", 1)[-1].lower()
-    for forbidden in current_app.config["RECOVERY_FORBIDDEN_DOMAINS"]:
+    own = {a.rsplit("@", 1)[-1] for a in account.addresses}
+    for forbidden in [*current_app.config["RECOVERY_FORBIDDEN_DOMAINS"], *own]:
         forbidden = forbidden.lower().lstrip(".")
         if domain == forbidden or domain.endswith("." + forbidden):
             return False
     return account is None or address.lower() not in {a.lower() for a in account.addresses}
+
+
+def current_password_field():
+    """Return the field that asks for the current password again before a sensitive change."""
+    return PasswordField(
+        _l("Current password"),
+        validators=[
+            DataRequired(_l("Enter your current password.")),
+            Length(max=1024, message=_l("That is longer than any password.")),
+        ],
+    )
 
 
 class RecoveryAddressForm(FlaskForm):
@@ -104,6 +120,8 @@ class RecoveryAddressForm(FlaskForm):
         validators=[DataRequired(_l("Enter an e-mail address.")), *email_validators()],
     )
     replace = BooleanField(_l("Replace my current recovery addresses with this one"))
+    # Changing the means of recovery is a sensitive action: a stolen session alone must not do it.
+    current_password = current_password_field()
 
     def __init__(self, *args, account=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -123,6 +141,19 @@ class RemoveRecoveryForm(FlaskForm):
 
     index = IntegerField(validators=[InputRequired(), NumberRange(min=0, max=20)])
     confirm = BooleanField(_l("I understand that I will not be able to reset my password myself"))
+    current_password = current_password_field()
+
+    def __init__(self, *args, account=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.account = account
+
+    def validate_index(self, field):
+        if self.account is not None and (field.data or 0) >= len(self.account.recovery_addresses):
+            raise ValidationError("no such recovery address")
+
+    def validate_confirm(self, field):
+        if self.account is not None and len(self.account.recovery_addresses) == 1 and not field.data:
+            raise ValidationError(_l("Tick the box to remove your last recovery address."))
 
 
 class SearchForm(FlaskForm):

@@ -9,9 +9,11 @@ from pwdrst.extensions import limiter
 from pwdrst.forms import IssueLinkForm, SearchForm
 from pwdrst.identity import is_protected, staff_required
 from pwdrst.links import CannotIssue
-from pwdrst.security import secret_page
+from pwdrst.security import mark_secret
 
 bp = Blueprint("helpdesk", __name__, url_prefix="/helpdesk")
+# Every helpdesk page shows people's personal data (and one shows a link): none may be cached.
+bp.before_request(mark_secret)
 
 SEARCH_LIMIT = 50
 
@@ -46,13 +48,14 @@ def search():
 def account_page(login):
     """Show what a helpdesk call needs to know about one account."""
     account = target_account(login)
-    protected = is_protected(account)
     audit.log("helpdesk_viewed", "ok", account=account.login, actor=g.staff_account.login)
+    refusal = links.helpdesk_refusal(account, g.staff_account.login, g.roles)
     return render_template(
         "helpdesk/account.html",
         account=account,
-        protected=protected,
-        may_issue=not protected or "admin" in g.roles,
+        protected=is_protected(account),
+        may_issue=refusal is None,
+        refusal=refusal,
         shared=directory.shared_addresses([account]),
         form=IssueLinkForm(),
         hours=int(current_app.config["HELPDESK_LINK_MAX_AGE"]) // 3600,
@@ -73,7 +76,7 @@ def issue(login):
             account, g.staff_account.login, g.roles, form.delivery.data, form.address.data or ""
         )
     except CannotIssue as exc:
-        if exc.reason == "protected":
+        if exc.reason in links.NOT_YOURS:
             abort(403)
         for error in messages.issue_refusals(exc, form):
             flash(error, "error")
@@ -87,7 +90,6 @@ def issue(login):
 
 @bp.get("/account/<login>/shown")
 @staff_required
-@secret_page
 def shown(login):
     """Show a link once, with a QR code, for handing over in person; a reload does not show it again."""
     held = session.pop("shown_link", None)

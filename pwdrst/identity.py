@@ -4,7 +4,10 @@ Views of every blueprint guard themselves with `login_required` and `staff_requi
 that no blueprint imports another.
 """
 
+import re
+import unicodedata
 from functools import wraps
+from urllib.parse import unquote
 
 from flask import abort, current_app, g, redirect, request, session, url_for
 
@@ -27,6 +30,11 @@ MUST_CHANGE_ALLOWED = {"account.change_password", "account.logout", "api.strengt
 # the notification mail, so that a password change costs the directory what the change itself does
 # (a bind and Password Modify), not a search as well. The cookie is signed: it cannot be forged.
 SESSION_ACCOUNT = ("dn", "login", "display_name", "given_name", "surname", "addresses", "recovery_addresses")
+
+
+# A `next` target as it arrives: a path of printable ASCII, no longer than any page of ours needs.
+SAFE_PATH = re.compile(r"/[\x21-\x7e]*")
+MAX_NEXT_LENGTH = 1024
 
 
 class LoginLimited(DirectoryError):
@@ -152,11 +160,56 @@ def session_account() -> Account:
     )
 
 
-def safe_next(target: str | None) -> str:
-    """Return target if it is a path on this site, else the change form."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return request.script_root + target
-    return url_for("account.change_password")
+def safe_next(target: str | None, default: str | None = None) -> str:
+    """Return target if it is a path on this site, else default (the change form if none is given).
+
+    Browsers repair what they are given (they drop tabs and newlines, read a backslash as a slash,
+    and a proxy or a second redirect may decode the path again), so any spelling that could turn
+    into another host or a scheme is refused, not cleaned: https://url.spec.whatwg.org/#url-parsing
+    """
+    fallback = default or url_for("account.change_password")
+    if not target or len(target) > MAX_NEXT_LENGTH or not SAFE_PATH.fullmatch(target):
+        return fallback
+    spellings = [target]
+    while len(spellings) <= 4 and unquote(spellings[-1]) != spellings[-1]:  # percent-encoded, maybe repeatedly
+        spellings.append(unquote(spellings[-1]))
+    if unquote(spellings[-1]) != spellings[-1]:
+        return fallback
+    for spelling in spellings:
+        spelling = unicodedata.normalize("NFKC", spelling)
+        path = spelling.split("?", 1)[0].split("#", 1)[0]
+        if (
+            not spelling.startswith("/")
+            or "//" in spelling
+            or "\\" in spelling
+            or any(unicodedata.category(c).startswith("C") for c in spelling)
+            or {".", ".."} & set(path.split("/"))
+        ):
+            return fallback
+    return request.script_root + target
+
+
+def reauthenticate(account: Account, password: str) -> None:
+    """Ask the directory for the logged-in person's password again, before a sensitive change.
+
+    A wrong password counts as a failed login, against the same limits. Raise LoginLimited,
+    InvalidCredentials, AccountLocked or PasswordExpired; nothing else happens then.
+    """
+    # Counted before the bind, in one atomic step, against the account's login budget.
+    if not ratelimit.login_attempt(account):
+        audit.log("reauthentication", "limited", account=account.login)
+        raise LoginLimited()
+    try:
+        directory.verify_password(account, password)
+    except InvalidCredentials:
+        audit.log("reauthentication", "failed", account=account.login, reason="invalid_credentials")
+        raise
+    except (AccountLocked, PasswordExpired) as exc:
+        reason = "locked" if isinstance(exc, AccountLocked) else "expired"
+        audit.log("reauthentication", "failed", account=account.login, reason=reason)
+        raise
+    ratelimit.login_succeeded(account)
+    audit.log("reauthentication", "ok", account=account.login)
 
 
 # ---------------------------------------------------------------- guards

@@ -20,7 +20,7 @@ from itsdangerous import BadData, SignatureExpired, URLSafeTimedSerializer
 
 from pwdrst import audit, mail, ratelimit
 from pwdrst.directory import Account, AmbiguousAccount, directory, fingerprint
-from pwdrst.identity import is_protected
+from pwdrst.identity import is_protected, staff_roles
 
 SALTS = {
     "reset": "pwdrst.reset",
@@ -190,14 +190,37 @@ def request_reset(identifier: str) -> None:
     audit.log("reset_requested", outcome, account=account.login if account else None)
 
 
+# Why a staff member may not issue a link for an account at all (the helpdesk answers 403).
+NOT_YOURS = ("own_account", "staff", "protected")
+
+
+def helpdesk_refusal(account: Account, actor: str, roles: set[str]) -> str | None:
+    """Return why this staff member may not issue a link for the account (one of NOT_YOURS), or None.
+
+    A link hands over the account, so: nobody issues one for their own account, and the accounts
+    of helpdesk staff, administrators and the protected group are for administrators only (else
+    a helpdesk member could send an administrator's link to themselves and become one).
+    """
+    if account.login.lower() == actor.lower():
+        return "own_account"
+    if "admin" in roles:
+        return None
+    if staff_roles(account):
+        return "staff"
+    if is_protected(account):
+        return "protected"
+    return None
+
+
 def issue_helpdesk_link(account: Account, actor: str, roles: set[str], delivery: str, address: str = "") -> str | None:
     """Issue a helpdesk link: mail it (recovery or a checked address) or return it to show once.
 
     Raise CannotIssue when the staff member may not, or there is nowhere to send it. Audited.
     """
-    if is_protected(account) and "admin" not in roles:
-        audit.log("helpdesk_link", "refused", account=account.login, actor=actor, reason="protected")
-        raise CannotIssue("protected")
+    refused = helpdesk_refusal(account, actor, roles)
+    if refused:
+        audit.log("helpdesk_link", "refused", account=account.login, actor=actor, reason=refused)
+        raise CannotIssue(refused)
     if delivery == "recovery" and not account.recovery_addresses:
         raise CannotIssue("no_recovery_address")
     max_age = int(current_app.config["HELPDESK_LINK_MAX_AGE"])

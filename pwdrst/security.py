@@ -10,12 +10,17 @@ CSP = (
 )
 
 
+def mark_secret() -> None:
+    """Mark the current response as showing or taking a secret (or personal data): never cached, no Referer."""
+    g.secret_page = True
+
+
 def secret_page(view):
     """Mark a view whose page shows or takes a secret: never cached, never sends a Referer."""
 
     @wraps(view)
     def wrapper(*args, **kwargs):
-        g.secret_page = True
+        mark_secret()
         return view(*args, **kwargs)
 
     return wrapper

@@ -1,5 +1,6 @@
-"""Gunicorn's access log never holds a link token."""
+"""Gunicorn's access and error logs never hold a link token."""
 
+import http.client
 import subprocess
 import sys
 import urllib.request
@@ -46,3 +47,76 @@ def test_gunicorn_access_log_has_no_token(server_settings, environment, project_
     text = log.read_text()
     assert "/reset/[token]" in text
     assert token not in text
+
+
+def test_gunicorn_error_log_has_no_token_even_at_debug_level(
+    app, server_settings, environment, project_root, wait_until, make_person, tmp_path
+):
+    from pwdrst import links
+
+    person = make_person()
+    with app.app_context():
+        link = links.reset_link(app.extensions["pwdrst.directory"].get_account(person.uid))
+    token = link.rsplit("/", 1)[1]
+    port = free_port()
+    env = environment(
+        server_settings(),
+        PWDRST_GUNICORN_BIND=f"127.0.0.1:{port}",
+        PWDRST_GUNICORN_WORKERS="1",
+        PWDRST_GUNICORN_THREADS="2",
+    )
+    env["PWDRST_TRUSTED_HOSTS"] = "127.0.0.1"
+    env["PWDRST_GUNICORN_ACCESS_LOG"] = str(tmp_path / "access.log")
+    errors = tmp_path / "error.log"
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            "gunicorn.conf.py",
+            "--log-level",
+            "debug",
+            "--error-logfile",
+            str(errors),
+            "wsgi:app",
+        ],
+        cwd=project_root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, timeout=30)
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        connection.request("GET", f"/reset/{token}")
+        opened = connection.getresponse()
+        assert (opened.status, opened.getheader("Location")) == (303, "/reset/new")  # a real link, accepted
+        connection.close()
+        wait_until(lambda: "GET /reset/[token]" in errors.read_text(), "the request never reached the error log")
+    finally:
+        server.terminate()
+        server.wait(30)
+    text = errors.read_text()
+    assert "GET /reset/[token]" in text  # gunicorn wrote the request line, redacted
+    assert token not in text
+    assert token not in (tmp_path / "access.log").read_text()
+
+
+def test_gunicorn_error_log_redacts_an_unhandled_request_error(tmp_path):
+    from gunicorn.config import Config
+
+    from pwdrst.accesslog import RedactingLogger
+
+    config = Config()
+    config.set("errorlog", str(tmp_path / "error.log"))
+    config.set("loglevel", "debug")
+    log = RedactingLogger(config)
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        log.exception("Error handling request %s %s", "GET", "/recovery/WyJzZWNyZXQiXQ.abc.def?x=1")
+    log.debug("%s %s", "GET", "/pwdrst/reset/WyJzZWNyZXQiXQ.abc.def")
+    text = (tmp_path / "error.log").read_text()
+    assert "WyJzZWNyZXQiXQ" not in text
+    assert "/recovery/[token]?x=1" in text and "/pwdrst/reset/[token]" in text

@@ -33,6 +33,28 @@ def recovery_addresses(app):
     return read
 
 
+@pytest.fixture
+def add_recovery(submit):
+    """Return add_recovery(client, person, address, password=None, **extra): ask for a new recovery address."""
+
+    def add(client, person, address, password=None, **extra):
+        data = {"address": address, "current_password": person.password if password is None else password, **extra}
+        return submit(client, "/recovery", data)
+
+    return add
+
+
+@pytest.fixture
+def remove_recovery(submit):
+    """Return remove_recovery(client, person, index=0, password=None, **extra): remove a recovery address."""
+
+    def remove(client, person, index=0, password=None, **extra):
+        data = {"index": str(index), "current_password": person.password if password is None else password, **extra}
+        return submit(client, "/recovery/remove", data, form_url="/recovery")
+
+    return remove
+
+
 def failure_count(slapd, dn) -> int:
     conn = ldap3.Connection(ldap3.Server(slapd.url), sandbox.ADMIN_DN, sandbox.ADMIN_PASSWORD, auto_bind=True)
     conn.search(dn, "(objectClass=*)", ldap3.BASE, attributes=["pwdFailureTime"])
@@ -423,11 +445,11 @@ def test_session_ends_after_the_idle_timeout(client, make_person, monkeypatch, c
 
 @pytest.mark.parametrize("config_overrides", [{"RECOVERY_FORBIDDEN_DOMAINS": ["uni.example"]}])
 def test_confirmed_recovery_address_is_stored_only_after_the_link(
-    client, app, smtp, make_person, config_overrides, auth, submit, recovery_addresses
+    client, app, smtp, make_person, config_overrides, auth, submit, recovery_addresses, add_recovery
 ):
     person = make_person()
     auth.login(person.uid, person.password)
-    response = submit(client, "/recovery", {"address": "nowy.prywatny@mail.example"})
+    response = add_recovery(client, person, "nowy.prywatny@mail.example")
     assert response.status_code == 303
     [message] = smtp.wait_for(1, to="nowy.prywatny@mail.example")
     assert recovery_addresses(person.uid) == person.recovery  # not yet
@@ -443,18 +465,20 @@ def test_confirmed_recovery_address_is_stored_only_after_the_link(
     assert "zostały zmienione" in smtp.text(notice)
 
 
-def test_unconfirmed_recovery_address_is_not_stored(client, smtp, make_person, auth, submit, recovery_addresses):
+def test_unconfirmed_recovery_address_is_not_stored(
+    client, smtp, make_person, auth, submit, recovery_addresses, add_recovery
+):
     person = make_person()
     auth.login(person.uid, person.password)
-    submit(client, "/recovery", {"address": "nigdy.potwierdzony@mail.example"})
+    add_recovery(client, person, "nigdy.potwierdzony@mail.example")
     smtp.wait_for(1)
     assert recovery_addresses(person.uid) == person.recovery
 
 
-def test_replacing_the_recovery_address(client, smtp, make_person, auth, submit, recovery_addresses):
+def test_replacing_the_recovery_address(client, smtp, make_person, auth, submit, recovery_addresses, add_recovery):
     person = make_person()
     auth.login(person.uid, person.password)
-    submit(client, "/recovery", {"address": "zastepczy@mail.example", "replace": "y"})
+    add_recovery(client, person, "zastepczy@mail.example", replace="y")
     link_path = smtp.link_path(smtp.wait_for(1, to="zastepczy@mail.example")[0])
     client.get(link_path)
     submit(client, "/recovery/confirm", {})
@@ -467,27 +491,39 @@ def test_replacing_the_recovery_address(client, smtp, make_person, auth, submit,
 @pytest.mark.parametrize("config_overrides", [{"RECOVERY_FORBIDDEN_DOMAINS": ["uni.example"]}])
 @pytest.mark.parametrize("address", ["ktos@uni.example", "ktos@student.uni.example", "KTOS@UNI.EXAMPLE"])
 def test_address_in_the_organisations_domain_is_refused(
-    client, smtp, make_person, config_overrides, address, app, auth, submit
+    client, smtp, make_person, config_overrides, address, app, auth, submit, add_recovery
 ):
     person = make_person()
     auth.login(person.uid, person.password)
-    response = submit(client, "/recovery", {"address": address})
+    response = add_recovery(client, person, address)
     assert response.status_code == 400
     assert "Użyj prywatnego adresu spoza uczelni" in response.get_data(as_text=True)
     assert smtp.delivered(app) == []
 
 
-def test_own_university_address_is_refused_as_recovery(client, make_person, auth, submit):
+@pytest.mark.parametrize("address", ["ktos.inny@uni.example", "ktos@poczta.uni.example", "ktos@STUDENT.uni.example"])
+def test_address_in_the_accounts_own_domains_is_refused_by_default(
+    client, app, smtp, make_person, address, auth, add_recovery
+):
+    person = make_person(mail=("ewa.wlasna@uni.example", "ewa.wlasna@student.uni.example"))
+    auth.login(person.uid, person.password)
+    response = add_recovery(client, person, address)
+    assert response.status_code == 400
+    assert "Użyj prywatnego adresu spoza uczelni" in response.get_data(as_text=True)
+    assert smtp.delivered(app) == []
+
+
+def test_own_university_address_is_refused_as_recovery(client, smtp, make_person, auth, add_recovery):
     person = make_person()
     auth.login(person.uid, person.password)
-    assert submit(client, "/recovery", {"address": person.mail[1]}).status_code == 400
+    assert add_recovery(client, person, person.mail[1]).status_code == 400
 
 
 @pytest.mark.parametrize("address", ["not-an-address", "a@b", "x" * 300 + "@mail.example", "a b@mail.example"])
-def test_malformed_recovery_address_is_refused(client, make_person, address, auth, submit):
+def test_malformed_recovery_address_is_refused(client, make_person, address, auth, submit, add_recovery):
     person = make_person()
     auth.login(person.uid, person.password)
-    assert submit(client, "/recovery", {"address": address}).status_code == 400
+    assert add_recovery(client, person, address).status_code == 400
 
 
 def test_recovery_page_masks_the_addresses(client, make_person, auth):
@@ -498,18 +534,77 @@ def test_recovery_page_masks_the_addresses(client, make_person, auth):
     assert "***@private.example" in page
 
 
-def test_removing_the_last_recovery_address_asks_first(client, smtp, make_person, auth, submit, recovery_addresses):
+def test_removing_the_last_recovery_address_asks_first(
+    client, smtp, make_person, auth, submit, recovery_addresses, remove_recovery, app
+):
     person = make_person()
     auth.login(person.uid, person.password)
     asked = submit(client, "/recovery/remove", {"index": "0"}, form_url="/recovery")
     assert asked.status_code == 200
-    assert "nie ustawisz sam nowego hasła" in asked.get_data(as_text=True)
-    assert recovery_addresses(person.uid) == person.recovery
-    removed = submit(client, "/recovery/remove", {"index": "0", "confirm": "y"}, form_url="/recovery")
+    page = asked.get_data(as_text=True)
+    assert "nie ustawisz sam nowego hasła" in page and 'id="current_password"' in page
+    unconfirmed = remove_recovery(client, person)
+    assert unconfirmed.status_code == 400
+    with app.app_context():
+        assert app.extensions["pwdrst.directory"].get_account(person.uid).recovery_addresses == person.recovery
+    removed = remove_recovery(client, person, confirm="y")
     assert removed.status_code == 303
     assert recovery_addresses(person.uid) == ()
     [notice] = smtp.wait_for(1, to=person.recovery[0])
     assert "nie będzie już otrzymywać" in smtp.text(notice)
+
+
+@pytest.mark.parametrize("action", ["add", "replace", "remove"])
+@pytest.mark.parametrize("password", ["not-the-password", ""])
+def test_changing_the_recovery_address_needs_the_current_password(
+    client, app, smtp, make_person, action, password, auth, add_recovery, remove_recovery
+):
+    person = make_person()
+    auth.login(person.uid, person.password)
+    if action == "remove":
+        response = remove_recovery(client, person, password=password, confirm="y")
+    else:
+        extra = {"replace": "y"} if action == "replace" else {}
+        response = add_recovery(client, person, "inny.prywatny@mail.example", password=password, **extra)
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    expected = "Obecne hasło jest niepoprawne." if password else "Wpisz obecne hasło."
+    errors = page[page.index('id="current_password-errors"') :]
+    assert expected in errors[: errors.index("</ul>")]
+    assert smtp.delivered(app) == []
+    with app.app_context():
+        assert app.extensions["pwdrst.directory"].get_account(person.uid).recovery_addresses == person.recovery
+
+
+@pytest.mark.parametrize("config_overrides", [{"RATELIMIT_LOGIN_ACCOUNT": "3 per 15 minutes"}])
+def test_wrong_password_for_the_recovery_address_counts_as_a_failed_login(
+    client, app, slapd, smtp, make_person, caplog, config_overrides, auth, add_recovery, audit
+):
+    person = make_person()
+    auth.login(person.uid, person.password)
+    for _ in range(3):
+        assert add_recovery(client, person, "inny@mail.example", password="not-the-password").status_code == 400
+    assert failure_count(slapd, person.dn) == 3  # the directory's own policy counted each bind
+    # The budget is the login's: even the right password is not tried now, here or at the login.
+    assert add_recovery(client, person, "inny@mail.example").status_code == 429
+    assert auth.on(app.test_client()).login(person.uid, person.password).status_code == 429
+    assert smtp.delivered(app) == []
+    outcomes = [e["outcome"] for e in audit("reauthentication")]
+    assert outcomes == ["failed"] * 3 + ["limited"]
+    assert person.password not in caplog.text
+
+
+def test_reset_link_dies_when_the_recovery_address_is_replaced(
+    client, app, smtp, make_person, auth, add_recovery, submit, reset_flow
+):
+    person = make_person()
+    reset_link = reset_flow.link(person.uid, client=app.test_client())
+    auth.login(person.uid, person.password)
+    assert add_recovery(client, person, "nowy.jedyny@mail.example", replace="y").status_code == 303
+    client.get(smtp.link_path(smtp.wait_for(1, to="nowy.jedyny@mail.example")[0]))
+    assert "Adres awaryjny zapisany" in submit(client, "/recovery/confirm", {}).get_data(as_text=True)
+    refused = reset_flow.open(reset_link, app.test_client())
+    assert refused.status_code == 410
 
 
 @pytest.mark.parametrize("index", ["5", "-1", "abc", ""])

@@ -201,17 +201,75 @@ def test_helpdesk_links_die_at_the_first_password_change(staff, app, smtp, make_
     assert reset_flow.open(link, client=app.test_client()).status_code == 410
 
 
-def test_helpdesk_member_cannot_issue_for_a_protected_account(staff, smtp, app, audit, issue):
-    page = staff.get(f"/helpdesk/account/{ADMIN.uid}").get_data(as_text=True)
+def test_helpdesk_member_cannot_issue_for_a_protected_account(staff, smtp, app, make_person, audit, issue):
+    person = make_person(groups=(sandbox.PROTECTED_GROUP,))
+    page = staff.get(f"/helpdesk/account/{person.uid}").get_data(as_text=True)
     assert "To konto jest chronione" in page
-    assert issue(staff, ADMIN.uid, delivery="recovery").status_code == 403
+    assert issue(staff, person.uid, delivery="recovery").status_code == 403
     assert audit("helpdesk_link")[-1]["reason"] == "protected"
     assert smtp.delivered(app) == []
 
 
-def test_admin_group_member_can_issue_for_a_protected_account(admin, smtp, issue):
-    assert issue(admin, ADMIN.uid, delivery="recovery").status_code == 303
-    assert smtp.wait_for(1)[0]["X-Envelope-To"] == ADMIN.recovery[0]
+def test_admin_group_member_can_issue_for_a_protected_account(admin, smtp, make_person, issue):
+    person = make_person(groups=(sandbox.PROTECTED_GROUP,))
+    assert issue(admin, person.uid, delivery="recovery").status_code == 303
+    assert smtp.wait_for(1)[0]["X-Envelope-To"] == person.recovery[0]
+
+
+def test_helpdesk_member_cannot_make_themselves_an_admin_through_a_typed_address(
+    staff, smtp, app, make_person, audit, issue
+):
+    target = make_person(groups=(sandbox.ADMIN_GROUP,))
+    page = staff.get(f"/helpdesk/account/{target.uid}").get_data(as_text=True)
+    assert "To konto należy do pracownika Pomocy IT lub administratora" in page
+    assert f'action="/helpdesk/account/{target.uid}/link"' not in page
+    response = issue(staff, target.uid, delivery="address", address="pomocnik@mail.example", identity_checked="y")
+    assert response.status_code == 403
+    assert issue(staff, target.uid, delivery="shown", identity_checked="y").status_code == 403
+    assert smtp.delivered(app) == []
+    refusals = audit("helpdesk_link")
+    assert [(e["outcome"], e["reason"], e["actor"], e["account"]) for e in refusals] == [
+        ("refused", "staff", STAFF.uid, target.uid)
+    ] * 2
+
+
+# Who may issue a link for whom: (the one issuing, the groups of the account, status).
+AUTHORITY = [
+    ("helpdesk", (), 303),
+    ("helpdesk", ("helpdesk",), 403),
+    ("helpdesk", ("admin",), 403),
+    ("helpdesk", ("protected",), 403),
+    ("helpdesk", ("helpdesk", "admin"), 403),
+    ("helpdesk", "self", 403),
+    ("admin", (), 303),
+    ("admin", ("helpdesk",), 303),
+    ("admin", ("admin",), 303),
+    ("admin", ("admin", "protected"), 303),
+    ("admin", "self", 403),
+]
+GROUPS = {"helpdesk": sandbox.HELPDESK_GROUP, "admin": sandbox.ADMIN_GROUP, "protected": sandbox.PROTECTED_GROUP}
+
+
+@pytest.mark.parametrize("role, groups, status", AUTHORITY)
+def test_helpdesk_staff_issue_links_for_ordinary_accounts_only(
+    app, smtp, make_person, audit, auth, issue, role, groups, status
+):
+    actor = make_person(groups=(GROUPS[role],))
+    client = app.test_client()
+    assert auth.on(client).login(actor.uid, actor.password).status_code == 303
+    target = actor if groups == "self" else make_person(groups=tuple(GROUPS[g] for g in groups))
+    page = client.get(f"/helpdesk/account/{target.uid}").get_data(as_text=True)
+    assert (f'action="/helpdesk/account/{target.uid}/link"' in page) == (status == 303)
+    assert issue(client, target.uid, delivery="recovery").status_code == status
+    if status == 303:
+        assert smtp.wait_for(1)[0]["X-Envelope-To"] == target.recovery[0]
+    else:
+        assert smtp.delivered(app) == []
+        [event] = audit("helpdesk_link")
+        assert event["outcome"] == "refused"
+        assert event["reason"] == (
+            "own_account" if groups == "self" else "staff" if {"helpdesk", "admin"} & set(groups) else "protected"
+        )
 
 
 @pytest.mark.parametrize("config_overrides", [{"RATELIMIT_HELPDESK_ISSUE": "2 per hour"}])

@@ -69,7 +69,8 @@ def test_no_secret_leaks_from_any_flow(slapd, smtp, make_app, make_person, submi
     submit(user, "/login", {"identifier": person.uid, "password": person.password})
     submit(user, "/password", {"current_password": person.password, "new_password": "short", "confirm": "short"})
     submit(user, "/password", {"current_password": person.password, "new_password": changed, "confirm": changed})
-    submit(user, "/recovery", {"address": "zapasowy.adres@mail.example"})
+    submit(user, "/recovery", {"address": "zapasowy.adres@mail.example", "current_password": "wrong-password-typed"})
+    submit(user, "/recovery", {"address": "zapasowy.adres@mail.example", "current_password": changed})
     # Reset by link, from the request page.
     anonymous = Recorder(app.test_client())
     submit(anonymous, "/reset", {"identifier": person.mail[0]})

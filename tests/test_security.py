@@ -4,6 +4,8 @@ import re
 
 import pytest
 
+from pwdrst import sandbox
+
 PAGES = [
     "/",
     "/reset",
@@ -75,6 +77,29 @@ def test_pages_that_take_a_secret_are_never_cached(client, make_person, auth):
     assert client.get("/login").headers["Cache-Control"] == "no-store"
     auth.login(person.uid, person.password)
     assert client.get("/password").headers["Cache-Control"] == "no-store"
+
+
+def test_recovery_and_helpdesk_pages_are_never_cached(app, make_person, auth, csrf_token):
+    staff = make_person(groups=(sandbox.HELPDESK_GROUP,))
+    client = app.test_client()
+    auth.on(client).login(staff.uid, staff.password)
+    token = client.get("/recovery").get_data(as_text=True)
+    values = {"login": staff.uid, "token": "WyJ4Il0.forged.token-value"}
+    walked = []
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith(("/recovery", "/helpdesk")):
+            continue
+        path = rule.rule
+        for name in rule.arguments:
+            path = path.replace(f"<{name}>", values[name])
+        for method in sorted(rule.methods & {"GET", "POST"}):
+            data = {"csrf_token": csrf_token(token), "index": "0"} if method == "POST" else None
+            response = client.open(path, method=method, data=data)
+            assert response.headers.get("Cache-Control") == "no-store", (method, path, response.status_code)
+            walked.append((method, rule.rule))
+    assert len(walked) >= 8, walked
+    anonymous = app.test_client()
+    assert anonymous.get("/helpdesk/").headers["Cache-Control"] == "no-store"
 
 
 def test_session_cookie_is_secure_httponly_samesite(client):
