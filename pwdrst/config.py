@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from pwdrst import default_config
+from pwdrst import breach, default_config
 from pwdrst.directory import is_valid_dn, parse_servers
 
 PREFIX = "PWDRST_"
@@ -159,6 +159,11 @@ def validate(config) -> None:
         raise ConfigError("POLICY_MIN_SCORE must be 0 to 4")
     if config["POLICY_BLOCKLIST_FILE"] and not os.access(config["POLICY_BLOCKLIST_FILE"], os.R_OK):
         raise ConfigError("POLICY_BLOCKLIST_FILE cannot be read")
+    if config["POLICY_BREACH_FILTER"]:
+        try:
+            breach.inspect(config["POLICY_BREACH_FILTER"])
+        except breach.FilterFileError as exc:
+            raise ConfigError(f"POLICY_BREACH_FILTER: {exc}") from None
     if not config["LANGUAGES"] or any(lang not in ("pl", "en") for lang in config["LANGUAGES"]):
         raise ConfigError("LANGUAGES must list pl and/or en")
 
