@@ -3,14 +3,17 @@
 import csv
 import getpass
 import io
+import os
+import resource
 import smtplib
+import stat
 import sys
 
 import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from pwdrst import links, ratelimit
+from pwdrst import breach, links, ratelimit
 from pwdrst.directory import DirectoryError, directory
 from pwdrst.display import mask_address
 from pwdrst.links import CannotIssue
@@ -22,6 +25,7 @@ def init_app(app) -> None:
     app.cli.add_command(check_config)
     app.cli.add_command(issue_link_command)
     app.cli.add_command(bulk_issue)
+    app.cli.add_command(build_breach_filter)
 
 
 @click.command("check-config")
@@ -30,6 +34,14 @@ def check_config():
     """Check the settings, the directory (service bind, base DN) and the SMTP server."""
     # The settings were already validated when the app was created: an error stops before here.
     click.echo("settings: ok")
+    if current_app.config["POLICY_BREACH_FILTER"]:
+        try:
+            info = breach.inspect(current_app.config["POLICY_BREACH_FILTER"])
+        except breach.FilterFileError as exc:
+            raise click.ClickException(f"breach filter: {exc}") from None
+        click.echo(f"breach filter: ok ({info.describe()})")
+    else:
+        click.echo("breach filter: none (POLICY_BREACH_FILTER is not set)")
     try:
         directory.check_service()
     except DirectoryError as exc:
@@ -159,3 +171,66 @@ def bulk_issue(csv_file, dry_run, report, max_age):
     (report or sys.stdout).write(out.getvalue())
     summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items())) or "no rows"
     click.echo(f"bulk-issue: {summary}", err=True)
+
+
+@click.command("build-breach-filter")
+@click.argument("hashes", type=click.File("rb"))
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The filter file to write (replaced).")
+@click.option("--min-count", type=click.IntRange(min=1), default=1, help="Keep hashes seen at least N times.")
+def build_breach_filter(hashes, out, min_count):
+    """Build the breach filter from Have I Been Pwned's SHA-1 list (HASH:COUNT lines; - for stdin).
+
+    Memory holds one of 256 partitions at a time (about 8 bytes per entry of the largest, plus the
+    filter library's work space), and spill files of 8 bytes per entry lie beside --out meanwhile.
+    """
+    progress = BuildProgress(regular_file_size(hashes))
+    try:
+        report = breach.build(hashes, out, min_count, on_read=progress.read, on_partition=progress.built)
+    finally:
+        progress.close()
+    click.echo(
+        f"read {report.lines:,} lines: {report.lowercase:,} in lower case (kept), {report.malformed:,} malformed "
+        f"(skipped{', lines ' + ', '.join(map(str, report.malformed_lines)) if report.malformed_lines else ''}"
+        f"{', ...' if report.malformed > len(report.malformed_lines) else ''}), "
+        f"{report.below_min_count:,} seen fewer than {min_count} times (skipped)",
+        err=True,
+    )
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    click.echo(f"largest partition {report.largest_partition:,} entries; peak memory {peak:.0f} MiB", err=True)
+    click.echo(f"{out}: {report.summary()}")
+
+
+def regular_file_size(stream) -> int | None:
+    """Return the size of a regular file, or None for a pipe or terminal (standard input)."""
+    try:
+        status = os.fstat(stream.fileno())
+    except (OSError, io.UnsupportedOperation):
+        return None
+    return status.st_size if stat.S_ISREG(status.st_mode) else None
+
+
+class BuildProgress:
+    """Two progress bars on standard error: bytes read (a count when the size is unknown), then partitions."""
+
+    def __init__(self, size: int | None):
+        if size:
+            self.bar = click.progressbar(length=size, label="Reading hashes", file=sys.stderr)
+        else:
+            # A generator has no length: the bar shows how many bytes it has read so far.
+            self.bar = click.progressbar(
+                (_ for _ in ()), label="Reading hashes (bytes)", show_pos=True, file=sys.stderr
+            )
+        self.bar.__enter__()
+
+    def read(self, count: int) -> None:
+        self.bar.update(count)
+
+    def built(self, partition: int) -> None:
+        if partition == 0:
+            self.close()
+            self.bar = click.progressbar(length=breach.PARTITIONS, label="Building partitions", file=sys.stderr)
+            self.bar.__enter__()
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.__exit__(None, None, None)

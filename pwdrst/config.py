@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from pwdrst import default_config
+from pwdrst import breach, default_config
 from pwdrst.directory import is_valid_dn, parse_servers
 
 PREFIX = "PWDRST_"
@@ -173,6 +173,11 @@ def validate(config) -> None:
         words = shlex.split(command) if isinstance(command, str) else list(command)
         if not words or not shutil.which(words[0]):
             raise ConfigError(f"POST_CHANGE_COMMAND names a program that cannot be found: {words[:1]}")
+    if config["POLICY_BREACH_FILTER"]:
+        try:
+            breach.inspect(config["POLICY_BREACH_FILTER"])
+        except breach.FilterFileError as exc:
+            raise ConfigError(f"POLICY_BREACH_FILTER: {exc}") from None
     if not config["LANGUAGES"] or any(lang not in ("pl", "en") for lang in config["LANGUAGES"]):
         raise ConfigError("LANGUAGES must list pl and/or en")
 

@@ -184,6 +184,12 @@ POLICY_ORGANISATION_WORDS = []
 # A file of forbidden passwords (one a line, matched case-insensitively), or None.
 POLICY_BLOCKLIST_FILE = None
 
+# A breach filter file built by `flask --app pwdrst build-breach-filter` from Have I Been Pwned's
+# list of breached password hashes, or None. A password found in it is refused ("breached"); about
+# 1 in 65,536 others is refused by chance. Memory-mapped, so the workers share one copy. Build the
+# file before naming it here: the app does not start with a missing or damaged one.
+POLICY_BREACH_FILTER = None
+
 # -- Sessions ----------------------------------------------------------------------------------
 
 # Seconds of inactivity after which a login session ends.

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from flask import current_app
 from flask_babel import lazy_gettext as _l
 
-from pwdrst import matcher
+from pwdrst import breach, matcher
 
 # zxcvbn's English feedback, through our catalogue.
 FEEDBACK = {
@@ -66,6 +66,10 @@ PROBLEM_MESSAGES = {
         "without them this password has only %(count)d characters of the %(min)d needed."
     ),
     "blocklisted": _l("This password is on the list of leaked or forbidden passwords."),
+    "breached": _l(
+        "This password has appeared in data breaches, so attackers try it among the first. "
+        "Choose another: add a word or two."
+    ),
     "weak": _l("This password is too easy to guess. Add more words or make it longer."),
 }
 
@@ -114,7 +118,9 @@ class Verdict:
 class Policy:
     """The password rules of one configuration."""
 
-    def __init__(self, min_length=15, max_length=128, min_score=3, organisation_words=(), blocklist_file=None):
+    def __init__(
+        self, min_length=15, max_length=128, min_score=3, organisation_words=(), blocklist_file=None, breach_filter=None
+    ):
         if max_length < 64:
             raise ValueError("the maximum length may not be below 64")
         if not 1 <= min_length <= max_length:
@@ -126,6 +132,8 @@ class Policy:
         self.min_score = min_score
         self.organisation_words = tuple(w.lower() for w in _words(organisation_words))
         self.blocklist = load_blocklist(blocklist_file) if blocklist_file else frozenset()
+        # Memory-mapped: every worker shares one copy (see pwdrst/breach.py).
+        self.breach_filter = breach.BreachFilter(breach_filter) if breach_filter else None
         matcher.prepare()
 
     @classmethod
@@ -137,6 +145,7 @@ class Policy:
             min_score=int(config["POLICY_MIN_SCORE"]),
             organisation_words=config["POLICY_ORGANISATION_WORDS"],
             blocklist_file=config["POLICY_BLOCKLIST_FILE"],
+            breach_filter=config["POLICY_BREACH_FILTER"],
         )
 
     def check(self, password: str, account=None, current: str | None = None) -> Verdict:
@@ -164,6 +173,8 @@ class Policy:
                 problems.append(Problem("personal", {"count": len(remainder), "min": self.min_length}))
         if password.lower() in self.blocklist:
             problems.append(Problem("blocklisted"))
+        if self.breach_filter is not None and password and password in self.breach_filter:
+            problems.append(Problem("breached"))
         score, warning, suggestions = self._strength(printable, account) if printable else (0, "", ())
         if score < self.min_score:
             problems.append(Problem("weak"))

@@ -630,3 +630,20 @@ def redis_server():
     yield process, f"redis://127.0.0.1:{port}"
     process.terminate()
     process.wait(10)
+
+
+# -- the command line, as an administrator runs it
+
+
+@pytest.fixture
+def flask_cli(server_settings, environment):
+    """Return flask_cli(*args, **env): run `flask --app pwdrst` with the test settings in the environment."""
+
+    def run(*args, **extra):
+        env = environment(server_settings(), **extra)
+        for name in [k for k, v in extra.items() if v is None]:
+            del env[name]
+        command = [sys.executable, "-m", "flask", "--app", "pwdrst", *args]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+
+    return run

@@ -10,20 +10,6 @@ from pwdrst.config import ConfigError, defaults, from_environment
 from pwdrst.sandbox import free_port
 
 
-@pytest.fixture
-def flask_cli(server_settings, environment):
-    """Return flask_cli(*args, **env): run `flask --app pwdrst` with the test settings in the environment."""
-
-    def run(*args, **extra):
-        env = environment(server_settings(), **extra)
-        for name in [k for k, v in extra.items() if v is None]:
-            del env[name]
-        command = [sys.executable, "-m", "flask", "--app", "pwdrst", *args]
-        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
-
-    return run
-
-
 @pytest.mark.parametrize(
     "key",
     ["SECRET_KEY", "PUBLIC_URL", "LDAP_URL", "LDAP_BIND_DN", "LDAP_BASE_DN", "SUPPORT_EMAIL", "MAIL_DEFAULT_SENDER"],

@@ -15,6 +15,7 @@ OWNERS = {
     "zxcvbn": ("pwdrst.matcher",),
     "zxcvbn_pl": ("pwdrst.matcher",),
     "marisa_trie": ("pwdrst.matcher",),
+    "pyfusefilter": ("pwdrst.breach",),
     "aiosmtpd": ("pwdrst.sandbox",),
 }
 
