@@ -1,6 +1,6 @@
 """Log in, change the password, and keep a recovery address."""
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
 from flask_babel import lazy_gettext as _l
 
 from pwdrst import audit, changes, identity, links, messages, ratelimit
@@ -67,7 +67,7 @@ def logout():
 @secret_page
 def change_password():
     """Change the password: the current one again, then the new one twice."""
-    account = identity.session_account()
+    account = g.person.account
     form = ChangePasswordForm(account=account)
     if form.validate_on_submit():
         try:
@@ -110,7 +110,7 @@ def changed():
 @login_required
 def recovery():
     """Show the recovery addresses and send a confirmation link to a new one."""
-    account = identity.current_account()
+    account = g.person.account
     form = RecoveryAddressForm(account=account)
     if form.validate_on_submit():
         ratelimit.recovery_mail(account)
@@ -126,7 +126,7 @@ def recovery():
 @login_required
 def remove_recovery():
     """Remove one recovery address; removing the last one asks for confirmation first."""
-    account = identity.current_account()
+    account = g.person.account
     form = RemoveRecoveryForm()
     if not form.validate_on_submit() or form.index.data >= len(account.recovery_addresses):
         abort(400)

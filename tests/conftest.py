@@ -64,6 +64,8 @@ def base_config(slapd, smtp_server, **overrides):
         "AUDIT_LOG": "-",
         # The test client speaks as "localhost"; the live server as 127.0.0.1 (its PUBLIC_URL).
         "TRUSTED_HOSTS": ["pwdrst.uni.example", "localhost", "127.0.0.1"],
+        # The test client serves the app at /, not at PUBLIC_URL's /pwdrst: the cookie must reach it.
+        "SESSION_COOKIE_PATH": "/",
     }
     config.update(overrides)
     return config

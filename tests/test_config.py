@@ -88,7 +88,8 @@ def environment_for(slapd, smtp, **extra):
     """Return an environment holding the test settings as PWDRST_* variables, and extra."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PWDRST_")}
     settings = base_config(slapd, smtp)
-    del settings["TESTING"]
+    # Flask's own keys, not pwdrst settings: PWDRST_* would name unknown settings.
+    del settings["TESTING"], settings["SESSION_COOKIE_PATH"]
     env.update(sandbox.as_environment(settings))
     env.update(extra)
     return env
