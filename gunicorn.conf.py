@@ -14,3 +14,16 @@ graceful_timeout = 30
 accesslog = os.environ.get("PWDRST_GUNICORN_ACCESS_LOG", "-") or None
 # Link paths carry tokens: the access log must never hold one.
 logger_class = "pwdrst.accesslog.RedactingLogger"
+
+
+def on_starting(server):
+    """Refuse to start several workers that would each count rate limits in their own memory."""
+    from pwdrst import config
+
+    try:
+        problem = config.worker_problem(config.load_settings(), server.cfg.workers)
+    except config.ConfigError as exc:
+        problem = exc.message
+    if problem:
+        # gunicorn prints a RuntimeError's message as "Error: ..." and exits with status 1.
+        raise RuntimeError(problem)

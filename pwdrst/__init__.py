@@ -6,7 +6,21 @@ from flask import Flask
 from flask_babel import get_locale
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from pwdrst import audit, cli, config, directory, display, errors, hooks, identity, mail, policy, ratelimit, security
+from pwdrst import (
+    audit,
+    cli,
+    config,
+    directory,
+    display,
+    errors,
+    hooks,
+    identity,
+    mail,
+    policy,
+    ratelimit,
+    security,
+    sessions,
+)
 from pwdrst.extensions import babel, csrf, limiter, select_locale
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -42,6 +56,7 @@ def _configure_proxies(app):
 
 def _configure_extensions(app):
     babel.init_app(app, locale_selector=select_locale)
+    sessions.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)
     directory.init_app(app)

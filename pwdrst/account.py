@@ -1,6 +1,6 @@
 """Log in, change the password, and keep a recovery address."""
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
 from flask_babel import lazy_gettext as _l
 
 from pwdrst import audit, changes, identity, links, messages, ratelimit
@@ -66,7 +66,7 @@ def logout():
 @secret_page
 def change_password():
     """Change the password: the current one again, then the new one twice."""
-    account = identity.session_account()
+    account = g.person.account
     form = ChangePasswordForm(account=account)
     if form.validate_on_submit():
         try:
@@ -124,7 +124,7 @@ def reauthenticated(account, form) -> bool:
 @secret_page
 def recovery():
     """Show the recovery addresses and send a confirmation link to a new one (the password again first)."""
-    account = identity.current_account()
+    account = g.person.account
     form = RecoveryAddressForm(account=account)
     if form.validate_on_submit() and reauthenticated(account, form):
         ratelimit.recovery_mail(account)
@@ -141,7 +141,7 @@ def recovery():
 @secret_page
 def remove_recovery():
     """Remove one recovery address, after the current password (and a confirmation for the last one)."""
-    account = identity.current_account()
+    account = g.person.account
     form = RemoveRecoveryForm(account=account)
     valid = form.validate_on_submit()
     if form.index.errors:

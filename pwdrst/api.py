@@ -1,6 +1,6 @@
 """The JSON endpoint behind the browser's strength meter."""
 
-from flask import Blueprint, jsonify, request, session
+from flask import Blueprint, g, jsonify, request, session
 from flask_babel import gettext as _
 
 from pwdrst import ratelimit
@@ -16,7 +16,9 @@ bp = Blueprint("api", __name__, url_prefix="/api")
 
 def page_account():
     """Return the account whose password the current page chooses (reset link or login), if any."""
-    login = session.get("reset_login") or session.get("login")
+    if g.person is not None and not session.get("reset_login"):
+        return g.person.account
+    login = session.get("reset_login")
     if not login:
         return None
     try:

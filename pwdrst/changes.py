@@ -6,7 +6,7 @@ must know. Views call these and translate the domain errors they raise into sent
 
 from flask import current_app
 
-from pwdrst import audit, hooks, mail, ratelimit
+from pwdrst import audit, hooks, identity, mail, ratelimit
 from pwdrst.directory import Account, AccountChanged, AccountLocked, InvalidCredentials, PasswordRejected, directory
 from pwdrst.extensions import client_address
 from pwdrst.links import Token, TokenUsed
@@ -29,6 +29,7 @@ def reset_with_link(held: Token, account: Account, new: str) -> None:
         audit.log("password_reset", "refused", account=account.login, reason=exc.reason, purpose=held.purpose)
         raise
     audit.log("password_reset", "ok", account=account.login, purpose=held.purpose, unlocked=account.locked)
+    identity.after_password_change(account)
     mail.password_changed(account, client_address())
     hooks.after_change(account.login)
 
@@ -45,6 +46,7 @@ def change_own(account: Account, current: str, new: str) -> None:
         audit.log("password_changed", "refused", account=account.login, reason=reason)
         raise
     audit.log("password_changed", "ok", account=account.login, expired_password=by_service)
+    identity.after_password_change(account)
     mail.password_changed(account, client_address())
     hooks.after_change(account.login)
 

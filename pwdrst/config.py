@@ -7,6 +7,7 @@ import shutil
 from urllib.parse import urlsplit
 
 import click
+from flask import Config
 
 from pwdrst import breach, default_config
 from pwdrst.directory import is_valid_dn, parse_servers
@@ -98,19 +99,23 @@ def from_environment(environ, known) -> dict:
 
 def load(app, test_config=None) -> None:
     """Fill app.config: defaults, then PWDRST_CONFIG's file, then PWDRST_* variables, then test_config."""
+    _fill(app.config, os.environ, test_config)
+
+
+def _fill(config, environ, test_config=None) -> None:
     known = defaults()
-    app.config.update(known)
-    site_file = os.environ.get(PREFIX + "CONFIG")
+    config.update(known)
+    site_file = environ.get(PREFIX + "CONFIG")
     if site_file:
         try:
-            app.config.from_pyfile(os.path.abspath(site_file))
+            config.from_pyfile(os.path.abspath(site_file))
         except OSError as exc:
             raise ConfigError(f"PWDRST_CONFIG names a file that cannot be read: {exc.strerror}") from None
-    app.config.update(from_environment(os.environ, known))
+    config.update(from_environment(environ, known))
     if test_config:
-        app.config.update(test_config)
-    validate(app.config)
-    derive(app.config)
+        config.update(test_config)
+    validate(config)
+    derive(config)
 
 
 def validate(config) -> None:
@@ -142,13 +147,24 @@ def validate(config) -> None:
         raise ConfigError("LDAP_FLAVOUR must be openldap or ad")
     if not config["LDAP_LOGIN_ATTRIBUTES"]:
         raise ConfigError("LDAP_LOGIN_ATTRIBUTES must name at least the login attribute")
-    seconds = ("LDAP_TIMEOUT", "MAIL_TIMEOUT", "POST_CHANGE_TIMEOUT", "SESSION_IDLE_TIMEOUT")
-    for key in (*seconds, "RESET_LINK_MAX_AGE", "RECOVERY_LINK_MAX_AGE"):
+    for key in (
+        "LDAP_TIMEOUT",
+        "MAIL_TIMEOUT",
+        "POST_CHANGE_TIMEOUT",
+        "SESSION_IDLE_TIMEOUT",
+        "SESSION_MAX_AGE",
+        "RESET_LINK_MAX_AGE",
+        "RECOVERY_LINK_MAX_AGE",
+    ):
         try:
             if float(config[key]) <= 0:
                 raise ValueError
         except (TypeError, ValueError):
             raise ConfigError(f"{key} must be a positive number of seconds") from None
+    if config["SESSION_STORAGE_URI"] and urlsplit(str(config["SESSION_STORAGE_URI"])).scheme not in ("redis", "rediss"):
+        raise ConfigError("SESSION_STORAGE_URI must be a redis:// or rediss:// URL (or unset for SESSION_DIRECTORY)")
+    if config["SESSION_DIRECTORY"] is not None and not os.path.isabs(str(config["SESSION_DIRECTORY"])):
+        raise ConfigError("SESSION_DIRECTORY must be an absolute path")
     if not isinstance(config["MAIL_PORT"], int) or not 0 < config["MAIL_PORT"] < 65536:
         raise ConfigError("MAIL_PORT must be a port number")
     if "@" not in str(config["SUPPORT_EMAIL"]):
@@ -188,7 +204,11 @@ def derive(config) -> None:
     if isinstance(config["LDAP_URL"], str):
         config["LDAP_URL"] = config["LDAP_URL"].replace(",", " ").split()
     config["PUBLIC_URL"] = config["PUBLIC_URL"].rstrip("/")
-    config.setdefault("SESSION_COOKIE_NAME", "pwdrst_session")
+    # Flask sets its own name ("session") before ours is read: replace that one, keep a site's own.
+    if config.get("SESSION_COOKIE_NAME") in (None, "session"):
+        config["SESSION_COOKIE_NAME"] = "pwdrst_session"
+    # The cookie goes only to pwdrst's own path on a shared host (a test may serve at / instead).
+    config["SESSION_COOKIE_PATH"] = config.get("SESSION_COOKIE_PATH") or urlsplit(config["PUBLIC_URL"]).path or "/"
     config["SESSION_COOKIE_SECURE"] = https
     config["SESSION_COOKIE_HTTPONLY"] = True
     config["SESSION_COOKIE_SAMESITE"] = "Lax"
@@ -204,3 +224,24 @@ def derive(config) -> None:
     # When shared storage (Redis) fails, keep serving with per-process limits, and say so in the log.
     config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
     config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)
+
+
+def load_settings(environ=None):
+    """Return the settings as the app would load them (defaults, site file, PWDRST_*), validated.
+
+    For tools that look at the settings before any app exists, such as gunicorn.conf.py.
+    """
+    settings = Config(os.getcwd())
+    _fill(settings, os.environ if environ is None else environ)
+    return settings
+
+
+def worker_problem(config, workers: int) -> str | None:
+    """Return why these settings cannot serve several worker processes, or None if they can."""
+    if workers > 1 and str(config["RATELIMIT_STORAGE_URI"]).startswith("memory://"):
+        return (
+            f"RATELIMIT_STORAGE_URI is memory://, so each of the {workers} workers would keep its own "
+            "rate limit counters and every limit would be multiplied: set PWDRST_RATELIMIT_STORAGE_URI="
+            "redis://... (see the README's production recipe), or run one worker (PWDRST_GUNICORN_WORKERS=1)"
+        )
+    return None

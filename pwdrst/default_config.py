@@ -195,6 +195,17 @@ POLICY_BREACH_FILTER = None
 # Seconds of inactivity after which a login session ends.
 SESSION_IDLE_TIMEOUT = 900
 
+# Seconds after logging in at which a session ends however active it is (not extended by use).
+SESSION_MAX_AGE = 8 * 3600
+
+# Where sessions live (the cookie holds only a random id): None for SESSION_DIRECTORY on this
+# machine, shared by its workers; "redis://host:port/db" when several app servers share the load.
+SESSION_STORAGE_URI = None
+
+# The directory of sessions when SESSION_STORAGE_URI is None; None means "pwdrst-sessions-<uid>"
+# in the system temp directory. Created with mode 0700; it must belong to the app's user.
+SESSION_DIRECTORY = None
+
 # -- Rate limits (Flask-Limiter syntax) --------------------------------------------------------
 
 # Where counters live: "memory://" for one app server, "redis://host:port" for several.

@@ -200,7 +200,10 @@ class Account:
     locked: bool
     password_expired: bool
     password_changed_at: datetime | None
+    # A digest of the password state and the recovery addresses: a reset link dies when either moves.
     fingerprint: str
+    # A digest of the password state alone: a session ends when it moves (a change anywhere).
+    password_fingerprint: str = ""
     # The password was set by an administrator and must be changed (pwdReset; AD: pwdLastSet = 0).
     must_change: bool = False
     # The stored password values the fingerprint was made from: a reset by link asserts them, so
@@ -482,6 +485,7 @@ class Directory:
             # changes fall in the same second of pwdChangedTime.
             state = "|".join(sorted(_all(attrs.get("userPassword")))) + "|" + _first(attrs.get("pwdChangedTime"))
         recovery = _all(attrs.get(self.recovery_attribute))
+        password_fingerprint = fingerprint(entry["dn"], state)
         # A reset link must die when the recovery addresses change too: it was mailed to the old ones.
         state += "\n" + "\n".join(sorted(a.lower() for a in recovery))
         return Account(
@@ -496,6 +500,7 @@ class Directory:
             password_expired=expired,
             password_changed_at=changed,
             fingerprint=fingerprint(entry["dn"], state),
+            password_fingerprint=password_fingerprint,
             must_change=must_change,
             password_state=tuple(raw.get("userPassword") or ()) if self.flavour != "ad" else (),
         )

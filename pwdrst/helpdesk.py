@@ -36,7 +36,7 @@ def search():
         if form.validate():
             results, more = directory.search_accounts(form.q.data, SEARCH_LIMIT)
             shared = directory.shared_addresses(results)
-        audit.log("helpdesk_search", "ok", actor=g.staff_account.login, query=form.q.data[:256], results=len(results))
+        audit.log("helpdesk_search", "ok", actor=g.person.login, query=form.q.data[:256], results=len(results))
     page = render_template(
         "helpdesk/search.html", form=form, results=results, more=more, shared=shared, limit=SEARCH_LIMIT
     )
@@ -48,8 +48,8 @@ def search():
 def account_page(login):
     """Show what a helpdesk call needs to know about one account."""
     account = target_account(login)
-    audit.log("helpdesk_viewed", "ok", account=account.login, actor=g.staff_account.login)
-    refusal = links.helpdesk_refusal(account, g.staff_account.login, g.roles)
+    audit.log("helpdesk_viewed", "ok", account=account.login, actor=g.person.login)
+    refusal = links.helpdesk_refusal(account, g.person.login, g.person.roles)
     return render_template(
         "helpdesk/account.html",
         account=account,
@@ -73,7 +73,7 @@ def issue(login):
         if not form.validate_on_submit():
             raise CannotIssue("form")
         link = links.issue_helpdesk_link(
-            account, g.staff_account.login, g.roles, form.delivery.data, form.address.data or ""
+            account, g.person.login, g.person.roles, form.delivery.data, form.address.data or ""
         )
     except CannotIssue as exc:
         if exc.reason in links.NOT_YOURS:

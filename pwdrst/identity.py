@@ -5,13 +5,15 @@ that no blueprint imports another.
 """
 
 import re
+import time
 import unicodedata
+from dataclasses import dataclass
 from functools import wraps
 from urllib.parse import unquote
 
 from flask import abort, current_app, g, redirect, request, session, url_for
 
-from pwdrst import audit, ratelimit
+from pwdrst import audit, ratelimit, sessions
 from pwdrst.directory import (
     MAX_LOGIN_CANDIDATES,
     Account,
@@ -26,10 +28,23 @@ from pwdrst.directory import (
 # Pages a person whose password has expired may still reach (the "must change" path).
 MUST_CHANGE_ALLOWED = {"account.change_password", "account.logout", "api.strength", "static", "main.set_language"}
 
-# What the session remembers of the account: enough for the policy's personal words, the page and
-# the notification mail, so that a password change costs the directory what the change itself does
-# (a bind and Password Modify), not a search as well. The cookie is signed: it cannot be forged.
-SESSION_ACCOUNT = ("dn", "login", "display_name", "given_name", "surname", "addresses", "recovery_addresses")
+
+@dataclass(frozen=True)
+class Person:
+    """The logged-in person: their account as the directory has it now, and their helpdesk roles."""
+
+    account: Account
+    roles: frozenset[str]
+
+    @property
+    def login(self) -> str:
+        """Return the person's login."""
+        return self.account.login
+
+    @property
+    def staff(self) -> bool:
+        """Return whether the person may use the helpdesk."""
+        return "helpdesk" in self.roles
 
 
 # A `next` target as it arrives: a path of printable ASCII, no longer than any page of ours needs.
@@ -119,45 +134,73 @@ def log_in(identifier: str, password: str) -> Authentication:
 
 
 def start_session(account: Account, must_change: bool = False) -> None:
-    """Begin a fresh session (a new CSRF token, nothing carried over) for the account."""
+    """Begin a fresh session under a new id (a new CSRF token, nothing carried over) for the account."""
     session.clear()
+    sessions.renew_id()
+    now = time.time()
     session.permanent = True
     session["login"] = account.login
-    session["account"] = {name: getattr(account, name) for name in SESSION_ACCOUNT}
-    session["staff"] = bool(staff_roles(account))
+    session["started"] = session["seen"] = now
+    session["generation"] = sessions.generation(account.login)
+    session["fingerprint"] = account.password_fingerprint
+    session["roles"] = sorted(staff_roles(account))
     if must_change:
         session["must_change"] = True
 
 
-def end_session() -> None:
-    """Forget who is logged in."""
+def end_session(reason: str = "logout") -> None:
+    """Forget who is logged in: the session is deleted from the store and its id never loads again."""
     if session.get("login"):
-        audit.log("logout", "ok", account=session["login"])
+        audit.log("logout" if reason == "logout" else "session_ended", "ok", account=session["login"], reason=reason)
     session.clear()
+    sessions.renew_id()
+    g.person = None
 
 
-def current_account() -> Account:
-    """Return the logged-in person's account, read again from the directory."""
-    account = directory.get_account(session["login"])
-    if account is None:
-        session.clear()
-        abort(403)
-    session["account"] = {name: getattr(account, name) for name in SESSION_ACCOUNT}
-    return account
+def after_password_change(account: Account) -> None:
+    """End every other session of the account; this one, if it is the account's, goes on with the new password."""
+    generation = sessions.new_generation(account.login)
+    if session.get("login") != account.login:
+        return
+    fresh = directory.get_account(account.login)
+    session["generation"] = generation
+    session["fingerprint"] = fresh.password_fingerprint if fresh else ""
+    session.pop("must_change", None)
+    sessions.renew_id()  # leaving the must-change state widens what the session may do
 
 
-def session_account() -> Account:
-    """Return the logged-in person's account as the session remembers it (read afresh if it does not)."""
-    held = session.get("account")
-    if not isinstance(held, dict) or held.get("login") != session["login"] or set(held) != set(SESSION_ACCOUNT):
-        return current_account()
-    return Account(
-        **{name: tuple(value) if isinstance(value, list) else value for name, value in held.items()},
-        locked=False,
-        password_expired=False,
-        password_changed_at=None,
-        fingerprint="",
-    )
+def _ended_because(now: float) -> str | None:
+    """Return why the session may not go on, or None."""
+    config = current_app.config
+    started, seen = session.get("started"), session.get("seen")
+    if not isinstance(started, float) or now - started > float(config["SESSION_MAX_AGE"]):
+        return "max_age"
+    if not isinstance(seen, float) or now - seen > float(config["SESSION_IDLE_TIMEOUT"]):
+        return "idle"
+    if session.get("generation") != sessions.generation(session["login"]):
+        return "password_changed"
+    return None
+
+
+def _load_person() -> Person | None:
+    """Read the logged-in person from the directory; end the session if it may not go on."""
+    now = time.time()
+    reason = _ended_because(now)
+    account = None if reason else directory.get_account(session["login"])
+    if not reason and account is None:
+        reason = "account_gone"
+    # A password changed outside pwdrst (another tool, the directory itself) moves the fingerprint.
+    if not reason and account.password_fingerprint != session.get("fingerprint"):
+        reason = "password_changed_elsewhere"
+    if reason:
+        end_session(reason)
+        return None
+    session["seen"] = now
+    roles = frozenset(staff_roles(account))
+    if sorted(roles) != session.get("roles"):
+        session["roles"] = sorted(roles)
+        sessions.renew_id()
+    return Person(account, roles)
 
 
 def safe_next(target: str | None, default: str | None = None) -> str:
@@ -220,7 +263,7 @@ def login_required(view):
 
     @wraps(view)
     def wrapper(*args, **kwargs):
-        if not session.get("login"):
+        if g.person is None:
             return redirect(url_for("account.login", next=request.path))
         return view(*args, **kwargs)
 
@@ -232,16 +275,13 @@ def staff_required(view):
 
     @wraps(view)
     def wrapper(*args, **kwargs):
-        if not session.get("login"):
+        if g.person is None:
             if request.method == "GET":
                 return redirect(url_for("account.login", next=request.path))
             abort(403)
-        me = directory.get_account(session["login"])
-        roles = staff_roles(me) if me else set()
-        if "helpdesk" not in roles:
-            audit.log("helpdesk_refused", "not_staff", account=None, actor=session["login"], path=request.path)
+        if not g.person.staff:
+            audit.log("helpdesk_refused", "not_staff", account=None, actor=g.person.login, path=request.path)
             abort(403)
-        g.staff_account, g.roles = me, roles
         return view(*args, **kwargs)
 
     return wrapper
@@ -252,8 +292,10 @@ def init_app(app) -> None:
 
     @app.before_request
     def load_person():
-        g.login = session.get("login")
-        g.staff = session.get("staff", False)
-        if g.login and session.get("must_change") and request.endpoint not in MUST_CHANGE_ALLOWED:
+        g.person = None
+        if request.endpoint == "static" or not session.get("login"):
+            return None
+        g.person = _load_person()
+        if g.person and session.get("must_change") and request.endpoint not in MUST_CHANGE_ALLOWED:
             return redirect(url_for("account.change_password"))
         return None

@@ -139,6 +139,8 @@ def _settings(ldap_url: str, smtp_port: int, overrides: dict) -> dict:
         "AUDIT_LOG": "-",
         # The test client speaks as "localhost"; the live server as 127.0.0.1 (its PUBLIC_URL).
         "TRUSTED_HOSTS": ["pwdrst.uni.example", "localhost", "127.0.0.1"],
+        # The test client serves the app at /, not at PUBLIC_URL's /pwdrst: the cookie must reach it.
+        "SESSION_COOKIE_PATH": "/",
     }
     config.update(overrides)
     return config
@@ -171,7 +173,9 @@ def environment():
 
     def make(settings: dict, **extra) -> dict:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PWDRST_")}
-        env.update(sandbox.as_environment({k: v for k, v in settings.items() if k != "TESTING"}))
+        # Flask's own keys are not pwdrst settings: as PWDRST_* they would be refused as unknown.
+        flask_keys = ("TESTING", "SESSION_COOKIE_PATH")
+        env.update(sandbox.as_environment({k: v for k, v in settings.items() if k not in flask_keys}))
         env.update(extra)
         return env
 

@@ -48,10 +48,11 @@ def test_the_app_starts_as_the_units_execstart_says(project_root, server_setting
     password_file.write_text(settings.pop("LDAP_BIND_PASSWORD"))
     filled = {
         **shipped,
-        **sandbox.as_environment({k: v for k, v in settings.items() if k != "TESTING"}),
+        **sandbox.as_environment({k: v for k, v in settings.items() if k not in ("TESTING", "SESSION_COOKIE_PATH")}),
         "PWDRST_LDAP_BIND_PASSWORD_FILE": str(password_file),
         "PWDRST_LDAP_CA_FILE": "",
         "PWDRST_RATELIMIT_STORAGE_URI": redis_uri,
+        "PWDRST_SESSION_STORAGE_URI": redis_uri,
         "PWDRST_AUDIT_LOG": str(tmp_path / "audit.jsonl"),
         "PWDRST_GUNICORN_BIND": f"127.0.0.1:{port}",
     }
