@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 
-from flask import current_app, session
+from flask import current_app, g
 from limits import parse_many
 from limits.storage import MemoryStorage
 from limits.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
@@ -249,4 +249,5 @@ def helpdesk_issue_limit() -> str:
 
 def staff_key() -> str:
     """Return the key of a staff member's link issuing."""
-    return "helpdesk-issue:" + (session.get("login") or "anonymous")
+    person = g.get("person")
+    return "helpdesk-issue:" + (person.login if person else "anonymous")
