@@ -93,7 +93,7 @@ def outside_address(address: str, account) -> bool:
     when RECOVERY_FORBIDDEN_DOMAINS does not list them: such a mailbox fails with the account.
     """
     domain = address.rsplit("@", 1)[-1].lower()
-    own = {a.rsplit("@", 1)[-1] for a in account.addresses}
+    own = {a.rsplit("@", 1)[-1] for a in account.addresses} if account is not None else set()
     for forbidden in [*current_app.config["RECOVERY_FORBIDDEN_DOMAINS"], *own]:
         forbidden = forbidden.lower().lstrip(".")
         if domain == forbidden or domain.endswith("." + forbidden):

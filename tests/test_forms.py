@@ -47,7 +47,7 @@ def test_identifier_is_required_and_bounded(errors, identifier, refused):
     ],
 )
 def test_recovery_address_must_look_like_one(errors, address, message):
-    found = errors(RecoveryAddressForm, {"address": address})
+    found = errors(RecoveryAddressForm, {"address": address, "current_password": "the-current-one"})
     assert found == ({"address": [message]} if message else {})
 
 
@@ -81,3 +81,9 @@ def test_new_password_is_judged_by_the_policy_and_typed_twice(errors):
 )
 def test_a_link_handed_to_a_person_needs_the_identity_check(errors, data, fields):
     assert set(errors(IssueLinkForm, data)) == fields
+
+
+def test_a_recovery_change_asks_for_the_current_password(errors):
+    found = errors(RecoveryAddressForm, {"address": "nowy.prywatny@mail.example"})
+    assert found == {"current_password": ["Enter your current password."]}
+    assert "current_password" in errors(RemoveRecoveryForm, {"index": "0"})
