@@ -252,7 +252,7 @@ def test_the_account_state_is_read_from_ads_attributes(ad, samba, make_ad_person
 
 
 def test_the_helpdesk_page_shows_locked_and_must_change(ad_client, samba, make_ad_person, submit):
-    staff = make_ad_person(groups=(sandbox.HELPDESK_GROUP,))
+    staff = sandbox.SAMPLE_PEOPLE[3]  # mzielinska, in the helpdesk group
     person = make_ad_person()
     samba.lock(person)
     samba.must_change(person)
@@ -370,3 +370,18 @@ def test_samba_accepts_a_reused_password_on_reset(ad, make_ad_person, ad_can_bin
     person = make_ad_person()
     ad.reset_password(ad.find_account(person.uid), person.password)
     assert ad_can_bind(person, person.password)
+
+
+def test_an_alias_held_only_in_proxy_addresses_finds_the_account(ad, samba):
+    person = sandbox.Person(
+        "adalias1",
+        "Ola",
+        "Aliasowa",
+        "Bardzo-dlugie-Haslo-1",
+        ("ola.aliasowa@uni.example", "o.a.x@student.uni.example"),
+    )
+    samba.add_person(person)
+    assert ad.find_account("O.A.X@Student.Uni.Example").login == "adalias1"
+    assert [a.login for a in ad.search_accounts("o.a.x@stud")[0]] == ["adalias1"]
+    assert "o.a.x@student.uni.example" in ad.find_account("adalias1").addresses
+    assert ad.find_account("smtp:*") is None and ad.search_accounts("*)(smtp:")[0] == []

@@ -178,7 +178,7 @@ class Directory:
         for attr in self.login_attributes:
             escaped = escape_filter_chars(value)
             clauses.append(f"({attr}={pattern.format(escaped)})")
-            if attr.lower() == "proxyaddresses" and "@" in value:
+            if attr.lower() == "proxyaddresses" and ("@" in value or pattern != "{}"):
                 # Matches "SMTP:" values too (case-insensitive); the bare address matches nothing.
                 clauses.append(f"({attr}={pattern.format(escape_filter_chars('smtp:' + value))})")
         return "".join(clauses)
