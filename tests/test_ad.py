@@ -262,6 +262,16 @@ def test_the_helpdesk_page_shows_locked_and_must_change(ad_client, samba, make_a
     assert page.status_code == 200
     assert "<strong>yes</strong>" in html.split("Locked")[1].split("</tr>")[0]
     assert "set by the helpdesk" in html
+    assert "disabled in the directory" not in html
+
+
+def test_the_helpdesk_page_shows_a_disabled_account(ad_client, samba, make_ad_person, submit):
+    staff = sandbox.SAMPLE_PEOPLE[3]
+    person = make_ad_person()
+    samba.modify(f"dn: {samba.dn(person)}\nchangetype: modify\nreplace: userAccountControl\nuserAccountControl: 514\n")
+    submit(ad_client, "/login", {"identifier": staff.uid, "password": staff.password})
+    html = ad_client.get(f"/helpdesk/account/{person.uid}", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert "disabled in the directory" in html
 
 
 # -- (f) a link used twice at the same moment writes once
