@@ -76,7 +76,7 @@ def change_password():
                 refusal("locked" if isinstance(exc, AccountLocked) else "wrong_current")
             )
         except PasswordRejected as exc:
-            form.new_password.errors.append(refusal(exc.reason))
+            form.new_password.errors.append(refusal(exc.reason, exc.details))
         else:
             session.pop("must_change", None)
             session["changed"] = True

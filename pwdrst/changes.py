@@ -7,31 +7,49 @@ must know. Views call these and translate the domain errors they raise into sent
 from flask import current_app
 
 from pwdrst import audit, hooks, identity, mail, ratelimit
-from pwdrst.directory import Account, AccountChanged, AccountLocked, InvalidCredentials, PasswordRejected, directory
+from pwdrst.directory import (
+    Account,
+    AccountChanged,
+    AccountLocked,
+    DirectoryError,
+    InvalidCredentials,
+    PasswordRejected,
+    directory,
+)
 from pwdrst.extensions import client_address
 from pwdrst.links import Token, TokenUsed
 
 
-def reset_with_link(held: Token, account: Account, new: str) -> None:
+def reset_with_link(held: Token, account: Account, new: str) -> bool:
     """Set the password a reset link was opened for; raise TokenUsed if the link was used meanwhile.
 
     The write happens only if the password is still the one the link was checked against, so a link
-    used twice at the same moment writes once. Raise PasswordRejected when the directory refuses.
+    used twice at the same moment writes once: OpenLDAP checks that in the write itself; for AD,
+    which cannot, the link is first claimed in the shared store (limits and sessions). Raise
+    PasswordRejected when the directory refuses. Return True if the account stays locked.
     """
     ratelimit.link_use()
     unlock = current_app.config["RESET_UNLOCKS_ACCOUNT"]
+    claimed = not directory.writes_once
+    if claimed and not ratelimit.claim(held.claim_name, held.remaining):
+        raise TokenUsed("used")
     try:
-        directory.reset_password(account, new, unlock=unlock, as_read=True)
+        still_locked = directory.reset_password(account, new, unlock=unlock, as_read=True)
     except AccountChanged:
         # The same link was used a moment ago (another tab, a double click): it worked once.
         raise TokenUsed("used") from None
-    except PasswordRejected as exc:
-        audit.log("password_reset", "refused", account=account.login, reason=exc.reason, purpose=held.purpose)
+    except DirectoryError as exc:
+        if claimed:
+            ratelimit.release(held.claim_name)  # nothing was written: the link stays usable
+        if isinstance(exc, PasswordRejected):
+            audit.log("password_reset", "refused", account=account.login, reason=exc.reason, purpose=held.purpose)
         raise
-    audit.log("password_reset", "ok", account=account.login, purpose=held.purpose, unlocked=account.locked)
+    unlocked = account.locked and not still_locked
+    audit.log("password_reset", "ok", account=account.login, purpose=held.purpose, unlocked=unlocked)
     identity.after_password_change(account)
     mail.password_changed(account, client_address())
     hooks.after_change(account.login)
+    return still_locked
 
 
 def change_own(account: Account, current: str, new: str) -> None:

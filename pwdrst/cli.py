@@ -76,6 +76,9 @@ def explain_directory_error(exc: DirectoryError) -> str:
     text = str(exc)
     if "invalidCredentials" in text:
         return "the service account cannot bind: wrong LDAP_BIND_DN or LDAP_BIND_PASSWORD"
+    if "TLS: " in text:
+        # The pool's "TLS: host:port: <what is wrong with its certificate>".
+        return "TLS to " + text.split("TLS: ", 1)[1]
     if "no directory server answered" in text:
         return f"no server of LDAP_URL answers ({', '.join(current_app.config['LDAP_URL'])})"
     return text

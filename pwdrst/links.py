@@ -11,7 +11,9 @@ command line; the token carries its own lifetime) and "recovery" (confirming a n
 Links are built from PUBLIC_URL, never from the request's Host header.
 """
 
+import hashlib
 import hmac
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -70,6 +72,18 @@ class Token:
     fingerprint: str
     max_age: int
     extra: str | None = None
+    signed_at: float = 0.0
+
+    @property
+    def remaining(self) -> int:
+        """Return the seconds the link has left to live."""
+        return max(1, int(self.signed_at + self.max_age - time.time()) + 1)
+
+    @property
+    def claim_name(self) -> str:
+        """Return the name under which a use of this link is claimed (the same for every link to one state)."""
+        digest = hashlib.sha256(f"{self.purpose}\n{self.login}\n{self.fingerprint}".encode()).hexdigest()
+        return "link/" + digest[:32]
 
 
 # ---------------------------------------------------------------- tokens
@@ -118,7 +132,8 @@ def read_token(purpose: str, token: str, cap: int) -> Token:
     if (datetime.now(UTC) - signed_at).total_seconds() > max_age:
         raise TokenExpired("expired")
     extra = payload[3] if len(payload) == 4 else None
-    return Token(purpose, payload[0], payload[1], max_age, extra if isinstance(extra, str) else None)
+    extra = extra if isinstance(extra, str) else None
+    return Token(purpose, payload[0], payload[1], max_age, extra, signed_at.timestamp())
 
 
 def same_state(token: Token, state: str) -> bool:

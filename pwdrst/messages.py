@@ -1,7 +1,7 @@
 """Sentences for people: the directory's refusals and the notices flashed after a login or a change."""
 
+from flask_babel import format_timedelta, ngettext
 from flask_babel import lazy_gettext as _l
-from flask_babel import ngettext
 
 REFUSALS = {
     "too_short": _l("The directory refused the password as too short."),
@@ -16,12 +16,46 @@ REFUSALS = {
     "locked": _l("The account is locked. Contact the helpdesk to unlock it."),
     "not_allowed": _l("The directory does not allow this change. Contact the helpdesk."),
     "rejected": _l("The directory refused the password. Try another one, or contact the helpdesk."),
+    # Active Directory's refusals; the rules the domain applies follow (DOMAIN_RULES).
+    "complexity": _l("The password does not meet the domain's complexity rule."),
+    "domain_rules": _l("The password does not meet the domain's rules."),
+}
+
+# The domain's own rules, said after an AD refusal (PasswordRejected.details holds the settings).
+DOMAIN_RULES = {
+    "too_short": _l("The domain requires at least %(min_length)d characters."),
+    "complexity": _l(
+        "The domain requires characters of three of these four kinds: capital letters, small letters, digits, "
+        "other characters."
+    ),
+    "in_history": _l("The domain does not accept any of your last %(history_length)d passwords."),
+    "too_young": _l("The domain allows a new change only %(min_age)s after the last one."),
 }
 
 
-def refusal(reason: str) -> str:
-    """Return the sentence for a directory refusal reason."""
-    return str(REFUSALS.get(reason, REFUSALS["rejected"]))
+def refusal(reason: str, details: dict | None = None) -> str:
+    """Return the sentence for a directory refusal reason, with the directory's rules where it says them."""
+    sentence = str(REFUSALS.get(reason, REFUSALS["rejected"]))
+    if not details:
+        return sentence
+    rules = []
+    for rule in ("too_short", "complexity", "in_history", "too_young") if reason == "domain_rules" else (reason,):
+        if rule not in DOMAIN_RULES or not _applies(rule, details):
+            continue
+        values = {**details, "min_age": format_timedelta(details.get("min_age", 0), threshold=1)}
+        rules.append(str(DOMAIN_RULES[rule]) % values)
+    return " ".join([sentence, *rules])
+
+
+def _applies(rule: str, details: dict) -> bool:
+    return bool(
+        {
+            "too_short": details.get("min_length"),
+            "complexity": details.get("complexity"),
+            "in_history": details.get("history_length"),
+            "too_young": details.get("min_age"),
+        }[rule]
+    )
 
 
 def expiry_notice(seconds: int) -> str:

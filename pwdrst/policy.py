@@ -12,6 +12,7 @@ from flask import current_app
 from flask_babel import lazy_gettext as _l
 
 from pwdrst import breach, matcher
+from pwdrst.directory import DirectoryError
 
 # zxcvbn's English feedback, through our catalogue.
 FEEDBACK = {
@@ -71,6 +72,10 @@ PROBLEM_MESSAGES = {
         "Choose another: add a word or two."
     ),
     "weak": _l("This password is too easy to guess. Add more words or make it longer."),
+    "complexity": _l(
+        "The domain requires characters of three of these four kinds: capital letters, small letters, digits, "
+        "other characters."
+    ),
 }
 
 
@@ -119,7 +124,14 @@ class Policy:
     """The password rules of one configuration."""
 
     def __init__(
-        self, min_length=15, max_length=128, min_score=3, organisation_words=(), blocklist_file=None, breach_filter=None
+        self,
+        min_length=15,
+        max_length=128,
+        min_score=3,
+        organisation_words=(),
+        blocklist_file=None,
+        breach_filter=None,
+        domain_rules=None,
     ):
         if max_length < 64:
             raise ValueError("the maximum length may not be below 64")
@@ -134,6 +146,9 @@ class Policy:
         self.blocklist = load_blocklist(blocklist_file) if blocklist_file else frozenset()
         # Memory-mapped: every worker shares one copy (see pwdrst/breach.py).
         self.breach_filter = breach.BreachFilter(breach_filter) if breach_filter else None
+        # A callable returning the directory's own rules (AD's DomainRules) or None: their
+        # complexity rule is checked here too, so the form and the meter refuse before AD does.
+        self.domain_rules = domain_rules
         matcher.prepare()
 
     @classmethod
@@ -175,10 +190,21 @@ class Policy:
             problems.append(Problem("blocklisted"))
         if self.breach_filter is not None and password and password in self.breach_filter:
             problems.append(Problem("breached"))
+        if self._domain_requires_complexity() and not is_complex(password):
+            problems.append(Problem("complexity"))
         score, warning, suggestions = self._strength(printable, account) if printable else (0, "", ())
         if score < self.min_score:
             problems.append(Problem("weak"))
         return Verdict(tuple(problems), score, warning, suggestions)
+
+    def _domain_requires_complexity(self) -> bool:
+        if self.domain_rules is None:
+            return False
+        try:
+            rules = self.domain_rules()
+        except DirectoryError:
+            return False  # the directory applies its rule itself when it answers again
+        return bool(rules and rules.complexity)
 
     def _strength(self, password: str, account) -> tuple[int, object, tuple]:
         inputs = self._user_inputs(account)
@@ -221,6 +247,17 @@ class Policy:
         return ""
 
 
+def is_complex(password: str) -> bool:
+    """Return whether a password has characters of three of four kinds (AD's complexity rule).
+
+    The kinds: capital letters, small letters, digits, and anything else (Polish letters are letters).
+    """
+    kinds = {
+        "upper" if c.isupper() else "lower" if c.islower() else "digit" if c.isdigit() else "other" for c in password
+    }
+    return len(kinds) >= 3
+
+
 def _fold(text: str) -> str:
     """Lower-case text and drop diacritics (ł counts as l), keeping one character per character."""
     decomposed = unicodedata.normalize("NFKD", text.lower().replace("ł", "l"))
@@ -243,8 +280,11 @@ def load_blocklist(path: str) -> frozenset:
 
 
 def init_app(app) -> None:
-    """Build the app's policy from its settings."""
-    app.extensions["pwdrst.policy"] = Policy.from_config(app.config)
+    """Build the app's policy from its settings (and, with LDAP_FLAVOUR=ad, the domain's complexity rule)."""
+    policy = Policy.from_config(app.config)
+    if app.config["LDAP_FLAVOUR"] == "ad":
+        policy.domain_rules = lambda: app.extensions["pwdrst.directory"].domain_rules()
+    app.extensions["pwdrst.policy"] = policy
 
 
 def current_policy() -> Policy:

@@ -157,6 +157,21 @@ def link_use() -> None:
         raise RateLimited()
 
 
+def claim(name: str, seconds: int) -> bool:
+    """Claim a one-time event (e.g. the use of a link) for seconds; return False if it was claimed already.
+
+    One atomic increment in the shared storage, so of two app servers or threads only one wins.
+    """
+    key = f"pwdrst/claim/{name}"
+    return _strategy(lambda strategy: strategy.storage.incr(key, max(1, int(seconds)))) == 1
+
+
+def release(name: str) -> None:
+    """Give a claim back (the claimed event did not happen after all)."""
+    key = f"pwdrst/claim/{name}"
+    _strategy(lambda strategy: strategy.storage.clear(key))
+
+
 def login_attempt_address() -> bool:
     """Count a login attempt from this client address before the bind; return False past the limit."""
     return _hit("RATELIMIT_LOGIN_ADDRESS", "login-fail-address", client_address())

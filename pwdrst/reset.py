@@ -62,8 +62,9 @@ def new_password():
         held, account = links.verify_reset(session.get("reset"))
         form = NewPasswordForm(account=account)
         if form.validate_on_submit():
-            changes.reset_with_link(held, account, form.new_password.data)
+            still_locked = changes.reset_with_link(held, account, form.new_password.data)
             session.pop("reset")
+            session["reset_still_locked"] = still_locked
             session["reset_done"] = session.pop("reset_login", account.login)
             return redirect(url_for("reset.done"), 303)
         if form.errors:
@@ -71,7 +72,7 @@ def new_password():
     except TokenError as exc:
         return refused(exc)
     except PasswordRejected as exc:
-        form.new_password.errors.append(refusal(exc.reason))
+        form.new_password.errors.append(refusal(exc.reason, exc.details))
     page = render_template("reset/new.html", form=form, account=account, policy=current_policy())
     return page, 400 if form.errors else 200
 
@@ -81,6 +82,7 @@ def new_password():
 def done():
     """Tell the person the new password works for mail and SSO now."""
     login = session.pop("reset_done", None)
+    still_locked = session.pop("reset_still_locked", False)
     if not login:
         return redirect(url_for("main.index"))
-    return render_template("reset/done.html", login=login)
+    return render_template("reset/done.html", login=login, still_locked=still_locked)

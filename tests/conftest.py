@@ -651,3 +651,53 @@ def flask_cli(server_settings, environment):
         return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
 
     return run
+
+
+@pytest.fixture
+def make_ad_app(samba, make_app, smtp):
+    """Return make_ad_app(**overrides): an app wired to the Samba DC (LDAP_FLAVOUR=ad) and the SMTP sink."""
+
+    def make(**overrides):
+        return make_app(**{**samba.app_settings(PUBLIC_URL, smtp.port), **overrides})
+
+    return make
+
+
+@pytest.fixture
+def make_ad_person(samba):
+    """Return make_ad_person(...): a fresh person in the DC's OU=people, whose password a test may change."""
+
+    def make(given="Ewa", surname="Testowa", password=None, recovery=True, groups=()):
+        n = next(_serial)
+        uid = f"ad{surname.lower()[:8]}{n}".encode("ascii", "ignore").decode()  # sAMAccountName: 20 at most
+        local = f"{given.lower()}.{surname.lower()}{n}".encode("ascii", "ignore").decode()
+        person = Person(
+            uid=uid,
+            given_name=given,
+            surname=f"{surname}{n}",
+            password=password or f"Bardzo-dlugie-haslo-testowe-{n}",
+            mail=(f"{local}@uni.example", f"{uid}@uni.example"),
+            recovery=(f"{local}@private.example",) if recovery else (),
+            groups=tuple(groups),
+        )
+        samba.add_person(person)
+        return person
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def ad_can_bind(samba):
+    """Return ad_can_bind(who, password): whether a plain LDAPS bind to the DC, outside pwdrst, succeeds."""
+    import ssl
+
+    def bind(who, password: str) -> bool:
+        tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=samba.ca_file)
+        server = ldap3.Server("127.0.0.1", port=636, use_ssl=True, tls=tls, get_info=ldap3.NONE)
+        conn = ldap3.Connection(server, samba.dn(who), password.encode(), raise_exceptions=False)
+        try:
+            return conn.bind()
+        finally:
+            conn.unbind()
+
+    return bind

@@ -327,14 +327,14 @@ def test_hung_first_server_then_the_next_request_uses_the_second(hung_server, sl
 
 def test_connections_are_reused_per_thread(directory):
     directory.find_account("jkowalski")
-    first = directory._local.service[1]
+    first = directory.pool._local.service[1]
     directory.find_account("anowak")
-    assert directory._local.service[1] is first
+    assert directory.pool._local.service[1] is first
     seen = []
     thread = threading.Thread(
-        target=lambda: (directory.find_account("anowak"), seen.append(directory._local.service[1]))
+        target=lambda: (directory.find_account("anowak"), seen.append(directory.pool._local.service[1]))
     )
     thread.start()
     thread.join()
     assert seen[0] is not first
-    assert len(directory._open_connections) == 2
+    assert len(directory.pool._open_connections) == 2

@@ -169,12 +169,12 @@ def test_a_change_made_in_the_directory_ends_the_session_at_the_next_sensitive_a
     assert not logged_in(client)
 
 
-@pytest.mark.parametrize("config_overrides", [{"SESSION_IDLE_TIMEOUT": 1}])
+@pytest.mark.parametrize("config_overrides", [{"SESSION_IDLE_TIMEOUT": 4}])
 def test_an_idle_session_ends(client, make_person, login, config_overrides):
     person = make_person()
     login(client, person.uid, person.password)
-    assert logged_in(client)
-    time.sleep(1.5)
+    assert logged_in(client)  # within the idle time, even on a busy machine
+    time.sleep(5)  # idle: this is what the test is about, not a wait for something to happen
     assert not logged_in(client)
 
 
