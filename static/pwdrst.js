@@ -20,16 +20,39 @@
     });
   }
 
-  // The strength meter: asks the server (the same policy that will judge the form) as you type.
+  // The error summary of a refused form takes the focus, so it is read first (GOV.UK's pattern).
+  var summary = document.querySelector("[data-error-summary]");
+  if (summary) {
+    summary.focus();
+    summary.addEventListener("click", function (event) {
+      var link = event.target.closest("a[href^='#']");
+      var target = link && document.getElementById(link.getAttribute("href").slice(1));
+      if (!target) return;
+      event.preventDefault();
+      var label = document.querySelector("label[for='" + target.id + "']");
+      (label || target).scrollIntoView();
+      target.focus();
+    });
+  }
+
+  // The strength meter: asks the server (the same policy that will judge the form) as you type. Its
+  // problems replace the server's in the field's one error list, so the page never contradicts itself.
   document.querySelectorAll("input[data-meter]").forEach(function (input) {
     var box = document.getElementById(input.getAttribute("data-meter"));
-    if (!box || !csrf) return;
+    var errors = document.getElementById(input.getAttribute("data-errors"));
+    if (!box || !errors || !csrf) return;
+    var field = input.closest(".field");
     var bar = box.querySelector(".bar span");
     var text = box.querySelector(".meter-text");
-    var problems = box.querySelector(".meter-problems");
     var suggestions = box.querySelector(".meter-suggestions");
     var timer = null;
     var sequence = 0;
+
+    function verdict(messages) {
+      fill(errors, messages);
+      input.setAttribute("aria-invalid", messages.length ? "true" : "false");
+      if (field) field.classList.toggle("field-error", messages.length > 0);
+    }
 
     function show(result) {
       box.hidden = false;
@@ -37,13 +60,13 @@
       box.setAttribute("data-ok", result.ok ? "true" : "false");
       bar.className = "w" + result.score;
       text.textContent = strengthWord + labels[result.score] + (result.warning ? ". " + result.warning : "");
-      fill(problems, result.problems.map(function (p) { return p.message; }));
+      verdict(result.problems.map(function (p) { return p.message; }));
       fill(suggestions, result.suggestions);
     }
 
     function check() {
       var mine = ++sequence;
-      if (!input.value) { box.hidden = true; return; }
+      if (!input.value) { box.hidden = true; verdict([]); return; }
       fetch(box.getAttribute("data-url"), {
         method: "POST",
         credentials: "same-origin",
@@ -60,6 +83,7 @@
       clearTimeout(timer);
       timer = setTimeout(check, 250);
     });
+    input.addEventListener("pwdrst:filled", check);
   });
 
   // Caps Lock warning on password fields, from the key events' own modifier state.
@@ -73,7 +97,7 @@
     input.addEventListener("blur", function () { warning.hidden = true; });
   });
 
-  // Show-password toggles.
+  // Show-password toggles inside the fields: the label stays, aria-pressed says whether it is shown.
   document.querySelectorAll("button[data-show]").forEach(function (button) {
     var input = document.getElementById(button.getAttribute("data-show"));
     if (!input) return;
@@ -82,7 +106,6 @@
       var showing = input.type === "text";
       input.type = showing ? "password" : "text";
       button.setAttribute("aria-pressed", showing ? "false" : "true");
-      button.textContent = button.getAttribute(showing ? "data-label-show" : "data-label-hide");
     });
   });
 })();
