@@ -4,6 +4,7 @@ import os
 
 from flask import Flask
 from flask_babel import get_locale
+from jinja2 import ChoiceLoader, FileSystemLoader
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from pwdrst import audit, cli, config, directory, display, errors, hooks, identity, mail, policy, ratelimit, security
@@ -51,6 +52,9 @@ def _configure_extensions(app):
 
 
 def _configure_templates(app):
+    # The site's own templates first, by name; the built-in ones for everything they do not override.
+    if app.config["THEME_FOLDER"]:
+        app.jinja_env.loader = ChoiceLoader([FileSystemLoader(app.config["THEME_FOLDER"]), app.jinja_env.loader])
     display.init_app(app)
 
     @app.context_processor
