@@ -7,7 +7,21 @@ from flask_babel import get_locale
 from jinja2 import ChoiceLoader, FileSystemLoader
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from pwdrst import audit, cli, config, directory, display, errors, hooks, identity, mail, policy, ratelimit, security
+from pwdrst import (
+    audit,
+    cli,
+    config,
+    directory,
+    display,
+    errors,
+    hooks,
+    identity,
+    mail,
+    passphrase,
+    policy,
+    ratelimit,
+    security,
+)
 from pwdrst.extensions import babel, csrf, limiter, select_locale
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -56,6 +70,7 @@ def _configure_templates(app):
     if app.config["THEME_FOLDER"]:
         app.jinja_env.loader = ChoiceLoader([FileSystemLoader(app.config["THEME_FOLDER"]), app.jinja_env.loader])
     display.init_app(app)
+    passphrase.init_app(app)
 
     @app.context_processor
     def page_globals():

@@ -86,6 +86,38 @@
     input.addEventListener("pwdrst:filled", check);
   });
 
+  // Passphrase suggestions: five words from the interface language's list, chosen with
+  // crypto.getRandomValues, put in the field shown, and scored by the meter like anything typed.
+  var wordLists = {};
+  function randomBelow(n) {
+    // Rejection sampling: no word more likely than another.
+    var limit = Math.floor(0x100000000 / n) * n;
+    var buffer = new Uint32Array(1);
+    do { crypto.getRandomValues(buffer); } while (buffer[0] >= limit);
+    return buffer[0] % n;
+  }
+  document.querySelectorAll("button[data-suggest]").forEach(function (button) {
+    var input = document.getElementById(button.getAttribute("data-suggest"));
+    if (!input || !window.crypto || !window.fetch) return;
+    var url = button.getAttribute("data-words");
+    var serverSuggestion = button.parentNode.querySelector("[data-server-suggestion]");
+    if (serverSuggestion) serverSuggestion.hidden = true;
+    button.hidden = false;
+    button.addEventListener("click", function () {
+      (wordLists[url] || (wordLists[url] = fetch(url).then(function (r) { return r.text(); }).then(function (text) {
+        return text.split("\n").filter(Boolean);
+      }))).then(function (words) {
+        var chosen = [];
+        for (var i = 0; i < 5; i++) chosen.push(words[randomBelow(words.length)]);
+        input.value = chosen.join("-");
+        var toggle = document.querySelector("button[data-show='" + input.id + "']");
+        if (toggle && input.type === "password") toggle.click();  // shown, so it can be written down
+        input.focus();
+        input.dispatchEvent(new Event("pwdrst:filled"));
+      });
+    });
+  });
+
   // Caps Lock warning on password fields, from the key events' own modifier state.
   document.querySelectorAll("input[data-capslock]").forEach(function (input) {
     var warning = document.getElementById(input.getAttribute("data-capslock"));
