@@ -4,6 +4,7 @@ import os
 
 from flask import Flask
 from flask_babel import get_locale
+from jinja2 import ChoiceLoader, FileSystemLoader
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from pwdrst import (
@@ -16,6 +17,7 @@ from pwdrst import (
     hooks,
     identity,
     mail,
+    passphrase,
     policy,
     ratelimit,
     security,
@@ -66,7 +68,11 @@ def _configure_extensions(app):
 
 
 def _configure_templates(app):
+    # The site's own templates first, by name; the built-in ones for everything they do not override.
+    if app.config["THEME_FOLDER"]:
+        app.jinja_env.loader = ChoiceLoader([FileSystemLoader(app.config["THEME_FOLDER"]), app.jinja_env.loader])
     display.init_app(app)
+    passphrase.init_app(app)
 
     @app.context_processor
     def page_globals():

@@ -45,6 +45,8 @@ def login():
         else:
             if auth.expires_in is not None:
                 flash(messages.expiry_notice(auth.expires_in), "warning")
+            if not request.args.get("next") and "helpdesk" in session.get("roles", ()):
+                return redirect(url_for("helpdesk.search"), 303)  # staff log in to help people
             return redirect(identity.safe_next(request.args.get("next")), 303)
     elif form.errors:
         status = 400

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shlex
 import shutil
 from urllib.parse import urlsplit
@@ -196,6 +197,48 @@ def validate(config) -> None:
             raise ConfigError(f"POLICY_BREACH_FILTER: {exc}") from None
     if not config["LANGUAGES"] or any(lang not in ("pl", "en") for lang in config["LANGUAGES"]):
         raise ConfigError("LANGUAGES must list pl and/or en")
+    validate_theme(config)
+
+
+THEME_FILES = {
+    "ORGANISATION_LOGO_FILE": (".svg", ".png", ".jpg", ".jpeg"),
+    "ORGANISATION_FAVICON_FILE": (".svg", ".png", ".ico"),
+}
+
+
+def contrast_with_white(colour: str) -> float:
+    """Return the WCAG contrast ratio of white text on a #rrggbb colour."""
+    channels = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    luminance = 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+    return 1.05 / (luminance + 0.05)
+
+
+def validate_theme(config) -> None:
+    """Raise ConfigError naming the first unusable theme setting."""
+    colour = config["ORGANISATION_COLOUR"]
+    if not isinstance(colour, str) or not re.fullmatch(r"#[0-9a-fA-F]{6}", colour):
+        raise ConfigError(f"ORGANISATION_COLOUR must be a colour written #rrggbb, not {colour!r}")
+    ratio = contrast_with_white(colour)
+    if ratio < 4.5:
+        raise ConfigError(
+            f"ORGANISATION_COLOUR {colour} is too light: white text on it has a contrast of {ratio:.2f}:1, "
+            "and WCAG asks at least 4.5:1. Choose a darker shade."
+        )
+    for key, suffixes in THEME_FILES.items():
+        path = config[key]
+        if path and (not os.path.isfile(path) or not os.access(path, os.R_OK)):
+            raise ConfigError(f"{key} cannot be read: {path}")
+        if path and not path.lower().endswith(suffixes):
+            raise ConfigError(f"{key} must be one of {', '.join(suffixes)}: {path}")
+    links = config["ORGANISATION_FOOTER_LINKS"]
+    for link in links if isinstance(links, list | tuple) else [links]:
+        if not isinstance(link, list | tuple) or len(link) != 2 or not all(isinstance(x, str) and x for x in link):
+            raise ConfigError(f"ORGANISATION_FOOTER_LINKS must be a list of [label, URL] pairs, not {link!r}")
+        if urlsplit(link[1]).scheme not in ("http", "https", "mailto"):
+            raise ConfigError(f"ORGANISATION_FOOTER_LINKS: {link[1]!r} is not an http, https or mailto URL")
+    if config["THEME_FOLDER"] and not os.path.isdir(config["THEME_FOLDER"]):
+        raise ConfigError(f"THEME_FOLDER is not a folder: {config['THEME_FOLDER']}")
 
 
 def derive(config) -> None:

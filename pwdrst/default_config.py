@@ -21,8 +21,28 @@ PUBLIC_URL = None
 # The organisation's name, shown on every page and in every mail.
 ORGANISATION_NAME = "Uczelnia"
 
-# URL of the organisation's logo (shown in the page header), or None.
+# URL of the organisation's logo (shown in the page header), or None. The Content-Security-Policy
+# allows images from this site only: prefer ORGANISATION_LOGO_FILE.
 ORGANISATION_LOGO_URL = None
+
+# Path of the organisation's logo (SVG, PNG or JPEG), served by the app at /theme/logo and shown in
+# the page header and the mails; or None. Looks best light on the primary colour, about 40 px high.
+ORGANISATION_LOGO_FILE = None
+
+# Path of the favicon (SVG, PNG or ICO), served at /theme/favicon; or None for the browser's default.
+ORGANISATION_FAVICON_FILE = None
+
+# The primary colour as #rrggbb: the header, buttons and links, in the pages and the mails. White text
+# sits on it, so the app refuses to start with a colour whose contrast with white is below 4.5:1.
+ORGANISATION_COLOUR = "#0b4f8a"
+
+# Links in every page's footer, as [label, URL] pairs (http, https or mailto), e.g.
+# [["Polityka prywatności", "https://uni.example/privacy"], ["Deklaracja dostępności", "https://..."]].
+ORGANISATION_FOOTER_LINKS = []
+
+# A folder of the site's own templates, or None. A template there overrides the built-in one of the
+# same name (e.g. main/index.html, or base.html for the whole frame); the rest stay built-in.
+THEME_FOLDER = None
 
 # The helpdesk's address, given wherever a person may need help. Required.
 SUPPORT_EMAIL = None

@@ -17,6 +17,18 @@ from pwdrst import sandbox
 
 _print_lock = threading.Lock()
 
+# The sample theme of deploy/sample-theme/: how an organisation brands the app without editing it.
+SAMPLE_THEME_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "deploy", "sample-theme")
+SAMPLE_THEME = {
+    "ORGANISATION_LOGO_FILE": os.path.join(SAMPLE_THEME_DIR, "logo.svg"),
+    "ORGANISATION_FAVICON_FILE": os.path.join(SAMPLE_THEME_DIR, "favicon.svg"),
+    "ORGANISATION_COLOUR": "#7b1e3c",
+    "ORGANISATION_FOOTER_LINKS": [
+        ["Polityka prywatności", "https://uni.example/prywatnosc"],
+        ["Deklaracja dostępności", "https://uni.example/dostepnosc"],
+    ],
+}
+
 EXPIRED_PERSON = sandbox.Person(
     "mnowicka",
     "Marta",
@@ -72,6 +84,7 @@ def main(argv=None) -> int:
             "TRUSTED_HOSTS": ["127.0.0.1", "localhost"],
             "RECOVERY_FORBIDDEN_DOMAINS": list(sandbox.MAIL_DOMAINS),
             "POLICY_ORGANISATION_WORDS": ["Uniwersytet", "Przykładowy", "UP", "uni", "example"],
+            **SAMPLE_THEME,
         }
         for name, value in sandbox.as_environment(settings).items():
             os.environ.setdefault(name, value)  # the person's own PWDRST_* variables win

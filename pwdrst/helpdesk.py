@@ -84,7 +84,8 @@ def issue(login):
     if link:
         session["shown_link"] = {"login": account.login, "link": link}
         return redirect(url_for("helpdesk.shown", login=account.login), 303)
-    flash(messages.link_sent(int(current_app.config["HELPDESK_LINK_MAX_AGE"])), "success")
+    sent_to = account.recovery_addresses if form.delivery.data == "recovery" else [form.address.data.strip()]
+    flash(messages.link_sent(int(current_app.config["HELPDESK_LINK_MAX_AGE"]), sent_to), "success")
     return redirect(url_for("helpdesk.account_page", login=account.login), 303)
 
 

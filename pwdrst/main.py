@@ -1,8 +1,20 @@
 """The home page, the language switch and the health check."""
 
 import logging
+import os
 
-from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
 
 from pwdrst.directory import DirectoryError, directory
 from pwdrst.extensions import LANGUAGE_COOKIE
@@ -34,6 +46,28 @@ def set_language(code):
         httponly=True,
     )
     return response
+
+
+@bp.get("/theme/theme.css")
+def theme_css():
+    """Serve the organisation's colour as CSS variables: a file, since the CSP forbids inline styles."""
+    colour = current_app.config["ORGANISATION_COLOUR"]
+    css = f":root {{ --brand: {colour}; --brand-dark: {darker(colour)}; }}\n"
+    return Response(css, mimetype="text/css", headers={"Cache-Control": "public, max-age=3600"})
+
+
+@bp.get("/theme/<any(logo, favicon):kind>")
+def theme_file(kind):
+    """Serve the organisation's logo or favicon file."""
+    path = current_app.config[f"ORGANISATION_{kind.upper()}_FILE"]
+    if not path:
+        abort(404)
+    return send_file(os.path.abspath(path), max_age=3600)
+
+
+def darker(colour: str) -> str:
+    """Return the colour a fifth darker, for hovers."""
+    return "#" + "".join(f"{int(int(colour[i : i + 2], 16) * 0.8):02x}" for i in (1, 3, 5))
 
 
 @bp.get("/healthz")

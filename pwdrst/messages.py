@@ -3,6 +3,8 @@
 from flask_babel import format_timedelta, ngettext
 from flask_babel import lazy_gettext as _l
 
+from pwdrst.display import mask_address
+
 REFUSALS = {
     "too_short": _l("The directory refused the password as too short."),
     "insufficient_quality": _l("The directory refused the password as not strong enough."),
@@ -99,10 +101,11 @@ def issue_refusals(refused, form) -> list[str]:
     return [str(error) for errors in form.errors.values() for error in errors]
 
 
-def link_sent(max_age: int) -> str:
-    """Return the notice that a helpdesk link was sent."""
+def link_sent(max_age: int, addresses: list[str]) -> str:
+    """Return the notice that a helpdesk link was sent, naming the (masked) addresses it went to."""
     return ngettext(
-        "The link was sent. It is valid for %(num)d hour and dies at the first password change.",
-        "The link was sent. It is valid for %(num)d hours and dies at the first password change.",
+        "Link sent to %(addresses)s. It is valid for %(num)d hour and dies at the first password change.",
+        "Link sent to %(addresses)s. It is valid for %(num)d hours and dies at the first password change.",
         max_age // 3600,
+        addresses=", ".join(mask_address(a) for a in addresses),
     )

@@ -80,3 +80,9 @@ if ! out=$(.venv/bin/pybabel compile -d pwdrst/translations 2>&1); then
   echo "$out" >&2
   exit 1
 fi
+# axe-core, which the browser tests run inside each page (tests/test_look.py), into node_modules/
+# (ignored by git). Installed once; the tests then start without reaching the npm registry.
+if [ ! -f node_modules/axe-core/axe.min.js ]; then
+  echo "setup: installing axe-core for the browser tests"
+  npm install --silent --no-save --no-package-lock --no-audit --no-fund --prefix . axe-core@4 >/dev/null
+fi

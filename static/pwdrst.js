@@ -20,16 +20,39 @@
     });
   }
 
-  // The strength meter: asks the server (the same policy that will judge the form) as you type.
+  // The error summary of a refused form takes the focus, so it is read first (GOV.UK's pattern).
+  var summary = document.querySelector("[data-error-summary]");
+  if (summary) {
+    summary.focus();
+    summary.addEventListener("click", function (event) {
+      var link = event.target.closest("a[href^='#']");
+      var target = link && document.getElementById(link.getAttribute("href").slice(1));
+      if (!target) return;
+      event.preventDefault();
+      var label = document.querySelector("label[for='" + target.id + "']");
+      (label || target).scrollIntoView();
+      target.focus();
+    });
+  }
+
+  // The strength meter: asks the server (the same policy that will judge the form) as you type. Its
+  // problems replace the server's in the field's one error list, so the page never contradicts itself.
   document.querySelectorAll("input[data-meter]").forEach(function (input) {
     var box = document.getElementById(input.getAttribute("data-meter"));
-    if (!box || !csrf) return;
+    var errors = document.getElementById(input.getAttribute("data-errors"));
+    if (!box || !errors || !csrf) return;
+    var field = input.closest(".field");
     var bar = box.querySelector(".bar span");
     var text = box.querySelector(".meter-text");
-    var problems = box.querySelector(".meter-problems");
     var suggestions = box.querySelector(".meter-suggestions");
     var timer = null;
     var sequence = 0;
+
+    function verdict(messages) {
+      fill(errors, messages);
+      input.setAttribute("aria-invalid", messages.length ? "true" : "false");
+      if (field) field.classList.toggle("field-error", messages.length > 0);
+    }
 
     function show(result) {
       box.hidden = false;
@@ -37,13 +60,13 @@
       box.setAttribute("data-ok", result.ok ? "true" : "false");
       bar.className = "w" + result.score;
       text.textContent = strengthWord + labels[result.score] + (result.warning ? ". " + result.warning : "");
-      fill(problems, result.problems.map(function (p) { return p.message; }));
+      verdict(result.problems.map(function (p) { return p.message; }));
       fill(suggestions, result.suggestions);
     }
 
     function check() {
       var mine = ++sequence;
-      if (!input.value) { box.hidden = true; return; }
+      if (!input.value) { box.hidden = true; verdict([]); return; }
       fetch(box.getAttribute("data-url"), {
         method: "POST",
         credentials: "same-origin",
@@ -60,6 +83,39 @@
       clearTimeout(timer);
       timer = setTimeout(check, 250);
     });
+    input.addEventListener("pwdrst:filled", check);
+  });
+
+  // Passphrase suggestions: five words from the interface language's list, chosen with
+  // crypto.getRandomValues, put in the field shown, and scored by the meter like anything typed.
+  var wordLists = {};
+  function randomBelow(n) {
+    // Rejection sampling: no word more likely than another.
+    var limit = Math.floor(0x100000000 / n) * n;
+    var buffer = new Uint32Array(1);
+    do { crypto.getRandomValues(buffer); } while (buffer[0] >= limit);
+    return buffer[0] % n;
+  }
+  document.querySelectorAll("button[data-suggest]").forEach(function (button) {
+    var input = document.getElementById(button.getAttribute("data-suggest"));
+    if (!input || !window.crypto || !window.fetch) return;
+    var url = button.getAttribute("data-words");
+    var serverSuggestion = button.parentNode.querySelector("[data-server-suggestion]");
+    if (serverSuggestion) serverSuggestion.hidden = true;
+    button.hidden = false;
+    button.addEventListener("click", function () {
+      (wordLists[url] || (wordLists[url] = fetch(url).then(function (r) { return r.text(); }).then(function (text) {
+        return text.split("\n").filter(Boolean);
+      }))).then(function (words) {
+        var chosen = [];
+        for (var i = 0; i < 5; i++) chosen.push(words[randomBelow(words.length)]);
+        input.value = chosen.join("-");
+        var toggle = document.querySelector("button[data-show='" + input.id + "']");
+        if (toggle && input.type === "password") toggle.click();  // shown, so it can be written down
+        input.focus();
+        input.dispatchEvent(new Event("pwdrst:filled"));
+      });
+    });
   });
 
   // Caps Lock warning on password fields, from the key events' own modifier state.
@@ -73,7 +129,7 @@
     input.addEventListener("blur", function () { warning.hidden = true; });
   });
 
-  // Show-password toggles.
+  // Show-password toggles inside the fields: the label stays, aria-pressed says whether it is shown.
   document.querySelectorAll("button[data-show]").forEach(function (button) {
     var input = document.getElementById(button.getAttribute("data-show"));
     if (!input) return;
@@ -82,7 +138,6 @@
       var showing = input.type === "text";
       input.type = showing ? "password" : "text";
       button.setAttribute("aria-pressed", showing ? "false" : "true");
-      button.textContent = button.getAttribute(showing ? "data-label-show" : "data-label-hide");
     });
   });
 })();

@@ -620,3 +620,45 @@ def test_audit_of_login_and_change(make_person, caplog, auth, change, audit):
     changes = audit("password_changed")
     assert [(e["outcome"], e.get("reason")) for e in changes] == [("refused", "policy"), ("ok", None)]
     assert person.password not in caplog.text and NEW not in caplog.text
+
+
+# -- the look of refusals (issue 15): one error summary at the top, each error above its field
+
+
+def test_refused_login_is_an_error_summary_first_in_the_page(client, make_person, auth):
+    person = make_person()
+    page = auth.login(person.uid, "wrong-password").get_data(as_text=True)
+    main = page[page.index('<main id="main"') :]
+    assert main.index('class="error-summary" role="alert" tabindex="-1"') < main.index("<h1>")
+    assert '<a href="#password">Niepoprawne dane logowania</a>' in main
+    assert "autofocus" not in page
+
+
+def test_refused_change_links_each_problem_to_its_field_and_shows_it_above_the_input(client, make_person, auth, change):
+    person = make_person()
+    auth.login(person.uid, person.password)
+    page = change("", "krótkie", "inne").get_data(as_text=True)
+    for field in ("current_password", "new_password", "confirm"):
+        assert f'<li><a href="#{field}">' in page
+        assert page.index(f'id="{field}-errors"') < page.index(f'id="{field}"')
+        assert f'aria-describedby="{field}-errors"' in page or f'{field}-errors"' in page
+    assert page.count('class="field field-error"') == 3
+    assert 'data-show="current_password"' in page  # the toggle on the current password too
+
+
+def test_logged_in_home_page_offers_the_change_not_a_login(client, make_person, auth):
+    person = make_person()
+    auth.login(person.uid, person.password)
+    page = client.get("/").get_data(as_text=True)
+    assert 'href="/login"' not in page
+    assert 'class="button" href="/password"' in page
+
+
+def test_expired_password_page_warns_once(client, slapd, make_person, auth):
+    policy = slapd.add_policy("app-expired-once", pwdMaxAge=60, pwdGraceAuthNLimit=0)
+    person = make_person()
+    slapd.expire_password(person.dn, policy)
+    auth.login(person.uid, person.password)
+    page = client.get("/password").get_data(as_text=True)
+    assert page.count('class="notice') == 1
+    assert "Twoje hasło wygasło" in page

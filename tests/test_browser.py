@@ -74,12 +74,16 @@ def test_forgot_password_from_request_to_success(
     meter = browser.find_element(By.ID, "new_password-meter")
     field.send_keys("kowalski2024")
     wait_for(browser, lambda b: meter.is_displayed() and meter.get_attribute("data-ok") == "false")
-    assert "Użyj co najmniej 15 znaków" in meter.text
+    # The meter's problems are the field's error list, above the input: one verdict in one place.
+    errors = browser.find_element(By.ID, "new_password-errors")
+    assert "Użyj co najmniej 15 znaków" in errors.text
+    assert field.get_attribute("aria-invalid") == "true"
     screenshot(browser, "3-weak-password-meter")
 
     field.clear()
     field.send_keys(new_password)
     wait_for(browser, lambda b: meter.get_attribute("data-ok") == "true")
+    assert errors.text == "" and field.get_attribute("aria-invalid") == "false"
     assert meter.get_attribute("data-score") in ("3", "4")
     browser.find_element(By.ID, "confirm").send_keys(new_password)
     screenshot(browser, "4-strong-password-meter")

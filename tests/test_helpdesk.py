@@ -102,7 +102,8 @@ def test_search_shows_at_most_50_with_a_note(staff, slapd):
 
 def test_shared_address_is_flagged(staff):
     page = staff.get("/helpdesk/", query_string={"q": "t.lewandowski@"}).get_data(as_text=True)
-    assert "(wspólny)" in page
+    assert '<span class="badge warn">wspólny</span>' in page  # beside the address
+    assert page.count('<li class="badge warn">wspólny adres</li>') == 2  # and in both accounts' states
     account = staff.get("/helpdesk/account/tlewandowski").get_data(as_text=True)
     assert "należy do więcej niż jednego konta: tlewandowski, tlewandowski2" in account
 
@@ -117,8 +118,10 @@ def test_account_page_shows_locked_and_expired_states(staff, slapd, make_person,
     def rows(person):
         page = staff.get(f"/helpdesk/account/{person.uid}").get_data(as_text=True)
         return {
-            "locked": '<th scope="row">Zablokowane</th><td><strong>tak</strong>' in page,
-            "expired": '<th scope="row">Hasło wygasło</th><td><strong>tak</strong>' in page,
+            "locked": "<dt>Zablokowane</dt><dd><strong>tak</strong>" in page
+            and '<li class="badge bad">zablokowane</li>' in page,
+            "expired": "<dt>Hasło wygasło</dt><dd><strong>tak</strong>" in page
+            and '<li class="badge warn">hasło wygasło</li>' in page,
             "recovery": "***@private.example" in page,
             "addresses": all(a in page for a in person.mail),
         }
@@ -287,7 +290,7 @@ def test_bad_issue_forms_send_nothing(staff, smtp, make_person, data, app, issue
     person = make_person()
     response = issue(staff, person.uid, **data)
     assert response.status_code == 303
-    assert 'class="notice error"' in staff.get(response.headers["Location"]).get_data(as_text=True)
+    assert 'class="error-summary"' in staff.get(response.headers["Location"]).get_data(as_text=True)
     assert smtp.delivered(app) == []
 
 
@@ -318,3 +321,25 @@ def test_a_typed_address_delivery_without_an_address_sends_nothing(
     assert "Wpisz adres" in staff.get(response.headers["Location"]).get_data(as_text=True)
     assert smtp.delivered(app) == []
     assert audit("helpdesk_link") == []
+
+
+def test_staff_land_on_the_helpdesk_after_login_unless_next_says_otherwise(client, auth, app):
+    assert auth.login(STAFF.uid, STAFF.password).headers["Location"] == "/helpdesk/"
+    auth.logout()
+    response = auth.login(STAFF.uid, STAFF.password, query_string={"next": "/recovery"})
+    assert response.headers["Location"] == "/recovery"
+
+
+def test_link_sent_names_the_masked_recovery_address(staff, smtp, make_person, issue):
+    person = make_person()
+    response = issue(staff, person.uid, delivery="recovery")
+    page = staff.get(response.headers["Location"]).get_data(as_text=True)
+    local, domain = person.recovery[0].split("@")
+    assert f"Link wysłano na {local[:2]}***@{domain}." in page
+    assert person.recovery[0] not in page
+
+
+def test_results_are_a_table_whose_cells_carry_their_labels_for_the_phone_cards(staff):
+    page = staff.get("/helpdesk/", query_string={"q": "t.lewandowski@"}).get_data(as_text=True)
+    assert '<table class="data results">' in page
+    assert '<td data-label="Stan">' in page and '<td data-label="Adresy">' in page

@@ -145,7 +145,7 @@ def check(response, counter: str):
         if response.is_json:
             assert (response.get_json() or {}).get("message"), body[:200]
         elif response.mimetype == "text/html":
-            assert 'class="notice' in body or 'class="errors"' in body, body[:500]
+            assert any(c in body for c in ('class="notice', 'class="errors"', 'class="error-summary"')), body[:500]
         else:
             assert body.strip()
 

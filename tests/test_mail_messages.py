@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 from flask_babel import force_locale
 
-from pwdrst import create_app, mail, sandbox
+from pwdrst import create_app, demo, mail, sandbox
 
 GOLDEN = pathlib.Path(__file__).parent / "golden"
 WHEN = datetime(2026, 3, 14, 9, 26, 53, tzinfo=UTC)
@@ -47,7 +47,8 @@ MESSAGES = {
 def pure_app():
     """An app that is never connected to a server: enough to render mail."""
     settings = sandbox.app_settings("ldap://127.0.0.1:9", 9, "https://pwdrst.uni.example/pwdrst")
-    return create_app({**settings, "TESTING": True, "SECRET_KEY": "golden-secret-key-0123456789abcdef0123"})
+    theme = {**demo.SAMPLE_THEME, "ORGANISATION_NAME": "Uniwersytet Przykładowy"}
+    return create_app({**settings, **theme, "TESTING": True, "SECRET_KEY": "golden-secret-key-0123456789abcdef0123"})
 
 
 def rendered(app, name: str, language: str) -> dict[str, str]:

@@ -1,5 +1,6 @@
 """Forgot password, end to end against the real slapd and SMTP server."""
 
+import re
 import threading
 
 import ldap3
@@ -408,3 +409,15 @@ def test_a_link_used_twice_at_the_same_moment_writes_once(
     winner = next(c for c, a in answers.items() if a.status_code == 303)
     assert can_bind(person.dn, passwords[winner])
     assert "Link został już użyty" in next(a for a in answers.values() if a.status_code == 410).get_data(as_text=True)
+
+
+def test_without_javascript_the_new_password_form_shows_a_server_made_passphrase(client, reset_flow, make_person):
+    from pwdrst.passphrase import words
+
+    reset_flow.open(reset_flow.link(make_person().uid))
+    page = client.get("/reset/new").get_data(as_text=True)
+    shown = re.search(r'data-server-suggestion>Na przykład: <span class="mono">([^<]+)</span>', page).group(1)
+    chosen = shown.split("-")
+    polish = set(words(client.application.static_folder, "pl"))
+    assert len(chosen) == 5 and set(chosen) <= polish
+    assert 'data-suggest="new_password"' in page and 'data-words="/static/words/pl.txt"' in page
