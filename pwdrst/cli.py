@@ -10,7 +10,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from pwdrst import links, ratelimit
+from pwdrst import links, ratelimit, reminders
 from pwdrst.directory import DirectoryError, directory
 from pwdrst.display import mask_address
 from pwdrst.links import CannotIssue
@@ -22,6 +22,7 @@ def init_app(app) -> None:
     app.cli.add_command(check_config)
     app.cli.add_command(issue_link_command)
     app.cli.add_command(bulk_issue)
+    app.cli.add_command(notify_expiring)
 
 
 @click.command("check-config")
@@ -159,3 +160,46 @@ def bulk_issue(csv_file, dry_run, report, max_age):
     (report or sys.stdout).write(out.getvalue())
     summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items())) or "no rows"
     click.echo(f"bulk-issue: {summary}", err=True)
+
+
+@click.command("notify-expiring")
+@click.option("--days", help="Days before expiry to remind at, e.g. 14,7,1 (default REMINDER_DAYS).")
+@click.option("--dry-run", is_flag=True, help="Report who is due; send and record nothing.")
+@click.option("--report", type=click.File("w", encoding="utf-8"), help="Write the CSV report here (default: stdout).")
+@with_appcontext
+def notify_expiring(days, dry_run, report):
+    """Mail a reminder to each person whose password expires within one of the given days.
+
+    Meant to run once a day (deploy/pwdrst-notify-expiring.timer). Each reminder goes once per
+    password and threshold; what was sent is kept in Redis when RATELIMIT_STORAGE_URI names it,
+    else in REMINDER_STATE_DIR/reminders.json.
+    """
+    try:
+        thresholds = reminders.parse_days(days or ",".join(map(str, current_app.config["REMINDER_DAYS"])))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--days") from None
+    actor = cli_actor()
+    try:
+        people = reminders.people()
+    except DirectoryError as exc:
+        raise click.ClickException(f"directory: {explain_directory_error(exc)}") from None
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["login", "days_left", "outcome"])
+    counts: dict[str, int] = {}
+    try:
+        with reminders.open_record() as record, click.progressbar(people, label="Checking", file=sys.stderr) as bar:
+            for account, max_age in bar:
+                row = reminders.remind(account, max_age, thresholds, record, actor, dry_run)
+                if row is None:
+                    counts["no_expiry"] = counts.get("no_expiry", 0) + 1
+                    continue
+                counts[row.outcome] = counts.get(row.outcome, 0) + 1
+                writer.writerow([row.login, row.days_left, row.outcome])
+    except OSError as exc:
+        raise click.ClickException(f"reminder record: {exc}") from None
+    if counts.get("sent"):
+        deliver_queued_mail(counts["sent"])
+    (report or sys.stdout).write(out.getvalue())
+    summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items())) or "nobody"
+    click.echo(f"notify-expiring: {summary} (record: {reminders.describe_record()})", err=True)

@@ -175,6 +175,11 @@ def validate(config) -> None:
             raise ConfigError(f"POST_CHANGE_COMMAND names a program that cannot be found: {words[:1]}")
     if not config["LANGUAGES"] or any(lang not in ("pl", "en") for lang in config["LANGUAGES"]):
         raise ConfigError("LANGUAGES must list pl and/or en")
+    try:
+        if not config["REMINDER_DAYS"] or any(int(d) < 1 for d in config["REMINDER_DAYS"]):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ConfigError("REMINDER_DAYS must list whole numbers of days above 0, such as [14, 7, 1]") from None
 
 
 def derive(config) -> None:

@@ -165,6 +165,16 @@ RECOVERY_LINK_MAX_AGE = 86400
 # must work when the university mailbox does not). Subdomains are refused too.
 RECOVERY_FORBIDDEN_DOMAINS = []
 
+# -- Expiry reminders (`flask notify-expiring`) ------------------------------------------------
+
+# Days before a password expires at which its reminder is mailed (each once per password).
+REMINDER_DAYS = [14, 7, 1]
+
+# Where the record of sent reminders is kept when RATELIMIT_STORAGE_URI is not Redis (Redis keeps
+# it otherwise): the file reminders.json in this directory, which the job must be able to write.
+# The systemd units' StateDirectory=pwdrst is /var/lib/pwdrst.
+REMINDER_STATE_DIR = "/var/lib/pwdrst"
+
 # -- Password policy ---------------------------------------------------------------------------
 
 # Fewest characters (code points, not bytes) a new password may have. 15 follows NIST SP 800-63B-4

@@ -38,6 +38,7 @@ from werkzeug.local import LocalProxy
 PPOLICY_OID = "1.3.6.1.4.1.42.2.27.8.5.1"
 ASSERTION_OID = "1.3.6.1.1.12"  # RFC 4528
 RELAX_OID = "1.3.6.1.4.1.4203.666.5.12"
+PAGED_RESULTS_OID = "1.2.840.113556.1.4.319"  # RFC 2696
 
 # Longest identifier worth a directory round trip (RFC 5321 limits an address to 254 octets).
 MAX_IDENTIFIER_LENGTH = 256
@@ -536,6 +537,82 @@ class Directory:
         locks = _first(attrs.get("pwdLockout")).upper() == "TRUE"
         return threshold if locks and threshold > 0 else None
 
+    # -- password expiry (the reminder job)
+
+    def password_max_age(self, policy_dn: str | None = None) -> int | None:
+        """Return the maximum password age in seconds, or None when passwords do not expire.
+
+        OpenLDAP: pwdMaxAge of the policy entry (LDAP_PASSWORD_POLICY_DN by default); AD: the
+        domain's maxPwdAge. Raise DirectoryError when the entry is missing or unreadable.
+        """
+        if self.flavour == "ad":
+            dn = self.domain_dn
+            entries = self._search(dn, "(objectClass=*)", ["maxPwdAge"], scope=ldap3.BASE)
+            if not entries:
+                raise DirectoryError(f"the domain entry {dn} does not exist or cannot be read")
+            return _ad_interval(entries[0]["attributes"].get("maxPwdAge"))
+        dn = policy_dn or self.default_policy_dn
+        if not dn:
+            raise DirectoryError("LDAP_PASSWORD_POLICY_DN is not set")
+        entries = self._search(dn, "(objectClass=*)", ["pwdMaxAge"], scope=ldap3.BASE)
+        if not entries:
+            raise DirectoryError(f"the policy entry {dn} does not exist or cannot be read")
+        try:
+            return int(_first(entries[0]["attributes"].get("pwdMaxAge")) or 0) or None
+        except ValueError:
+            return None
+
+    @property
+    def domain_dn(self) -> str:
+        """Return the DN of the AD domain the base DN lies in (its DC= components)."""
+        return ",".join(f"{attr}={value}" for attr, value, _ in parse_dn(self.base_dn) if attr.lower() == "dc")
+
+    def password_ages(self, page_size: int = 500) -> list[tuple[Account, int | None]]:
+        """Return every account of LDAP_USER_FILTER with its maximum password age (None: never expires).
+
+        One paged search, whatever the number of people; each distinct policy entry is read once.
+        """
+        attributes = self._account_attributes
+        entries = self._paged_search(self.user_filter, attributes, page_size)
+        if self.flavour == "ad":
+            domain_age = self.password_max_age()
+            ages = []
+            for entry in entries:
+                control = int(_first(entry["attributes"].get("userAccountControl")) or 0)
+                # DONT_EXPIRE_PASSWORD (0x10000) and ACCOUNTDISABLE (0x2).
+                ages.append(None if control & 0x10002 else domain_age)
+        else:
+            ages = []
+            for entry in entries:
+                policy_dn = _first(entry["attributes"].get("pwdPolicySubentry")) or self.default_policy_dn
+                ages.append(self._policy(policy_dn).get("pwdMaxAge") or None)
+        return [(self._account(entry), age) for entry, age in zip(entries, ages, strict=True)]
+
+    def _paged_search(self, search_filter: str, attributes, page_size: int) -> list:
+        def search(conn):
+            found, cookie = [], None
+            while True:
+                conn.search(
+                    self.base_dn,
+                    search_filter,
+                    ldap3.SUBTREE,
+                    attributes=attributes,
+                    paged_size=page_size,
+                    paged_cookie=cookie,
+                )
+                result = conn.result["result"]
+                if result in (51, 52, 80):
+                    raise DirectoryUnavailable(conn.result["description"])
+                if result not in (0, 4):
+                    raise DirectoryError(f"search failed: {conn.result['description']}")
+                found += [e for e in conn.response if e.get("type") == "searchResEntry"]
+                paging = (conn.result.get("controls") or {}).get(PAGED_RESULTS_OID) or {}
+                cookie = (paging.get("value") or {}).get("cookie")
+                if not cookie or result == 4:
+                    return found
+
+        return self._run("service", search)
+
     def find_candidates(self, identifier: str) -> list[Account]:
         """Return the accounts a login or address names, as typed or folded (see fold_identifier).
 
@@ -835,6 +912,23 @@ def _is_expired(changed: datetime | None, policy: dict) -> bool:
     if not max_age or changed is None:
         return False
     return changed + timedelta(seconds=max_age) < datetime.now(UTC)
+
+
+def _ad_interval(value) -> int | None:
+    """Return an AD interval (maxPwdAge: negative 100-ns units) in seconds; None for 0 or "never"."""
+    if isinstance(value, (list, tuple)):
+        value = value[0] if value else None
+    if isinstance(value, timedelta):
+        seconds = abs(value.total_seconds())
+    else:
+        try:
+            seconds = abs(int(str(value))) / 10_000_000
+        except ValueError:
+            return None
+    # "Never" is the most negative 64-bit number; ldap3 shows it as timedelta.max or min.
+    if not seconds or seconds > 100 * 365 * 86400:
+        return None
+    return int(seconds)
 
 
 def fingerprint(dn: str, state: str) -> str:

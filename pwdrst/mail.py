@@ -335,3 +335,10 @@ def password_changed(account, client: str, when: datetime | None = None):
 def recovery_changed(account, recipients, client: str, when: datetime | None = None):
     """Tell the previous recovery addresses that the recovery addresses changed, when and from where."""
     return recipients, {**_about(account), "client": client, "when": when or datetime.now(UTC)}
+
+
+@message("expiry_reminder", _l("Your password expires soon"))
+def expiry_reminder(account, expires: datetime, days_left: int):
+    """Tell the person when their password expires and where to change it (an address as text, no link)."""
+    context = {**_about(account), "when": expires, "days": days_left}
+    return account.all_addresses, {**context, "change_page": current_app.config["PUBLIC_URL"] + "/password"}
