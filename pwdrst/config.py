@@ -10,6 +10,7 @@ import click
 
 from pwdrst import default_config
 from pwdrst.directory import is_valid_dn, parse_servers
+from pwdrst.metrics import allowed_networks
 
 PREFIX = "PWDRST_"
 
@@ -23,6 +24,7 @@ _TYPES = {
     "MAIL_TIMEOUT": float,
     "TRUSTED_HOSTS": list,
     "POST_CHANGE_TIMEOUT": float,
+    "METRICS_TOKEN": str,
 }
 
 REQUIRED = (
@@ -180,6 +182,10 @@ def validate(config) -> None:
             raise ValueError
     except (TypeError, ValueError):
         raise ConfigError("REMINDER_DAYS must list whole numbers of days above 0, such as [14, 7, 1]") from None
+    try:
+        allowed_networks(config["METRICS_ALLOW"])
+    except ValueError as exc:
+        raise ConfigError(f"METRICS_ALLOW is invalid: {exc}") from None
 
 
 def derive(config) -> None:

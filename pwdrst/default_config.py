@@ -49,6 +49,12 @@ TRUSTED_HOSTS = None
 # Where audit events go as JSON lines: a file path, or "-" for standard error.
 AUDIT_LOG = "-"
 
+# Addresses (CIDR networks) that may read the Prometheus metrics at /metrics; anyone else gets 404.
+METRICS_ALLOW = ["127.0.0.1/32", "::1/128"]
+
+# A bearer token that also opens /metrics from any address (Authorization: Bearer <token>), or None.
+METRICS_TOKEN = None
+
 # -- The directory -----------------------------------------------------------------------------
 
 # "openldap" (Password Modify extended operation, ppolicy) or "ad" (unicodePwd).

@@ -15,7 +15,9 @@ import base64
 import hashlib
 import hmac
 import math
+import re
 import ssl
+import sys
 import threading
 import time
 import unicodedata
@@ -349,6 +351,8 @@ class Directory:
         self._generation = 0
         self._lock = threading.Lock()
         self._policy_cache: dict[str, tuple[float, dict]] = {}
+        # Called with (verb, outcome, seconds) after every operation: the metrics (pwdrst.metrics).
+        self.observer = None
 
     # -- connections
 
@@ -395,7 +399,19 @@ class Directory:
         raise DirectoryUnavailable(f"no directory server answered: {last_error}") from last_error
 
     def _run(self, kind: str, operation):
-        """Run operation(conn) on this thread's connection of kind, replacing a stale one once."""
+        """Run operation(conn) on this thread's connection of kind, replacing a stale one once; observed."""
+        if self.observer is None:
+            return self._run_once(kind, operation)
+        started, outcome = time.perf_counter(), "ok"
+        try:
+            return self._run_once(kind, operation)
+        except DirectoryError as exc:
+            outcome = _outcome_of(exc)
+            raise
+        finally:
+            self.observer(_verb(), outcome, time.perf_counter() - started)
+
+    def _run_once(self, kind: str, operation):
         for attempt in (0, 1):
             generation, conn = getattr(self._local, kind, (None, None))
             fresh = conn is None or generation != self._generation
@@ -880,6 +896,29 @@ class Directory:
                 raise DirectoryError(f"could not store the recovery address: {conn.result['description']}")
 
         self._run("service", modify)
+
+
+# The public verbs of Directory, which name the operations in the metrics.
+_VERBS = frozenset(name for name in dir(Directory) if not name.startswith("_"))
+
+
+def _verb() -> str:
+    # The nearest public Directory method up the stack (find_account, reset_password, ...): every
+    # operation goes through _run, so it is measured in one place, named by what it was for.
+    frame = sys._getframe(2)
+    for _ in range(8):
+        if frame is None:
+            break
+        if frame.f_code.co_name in _VERBS and isinstance(frame.f_locals.get("self"), Directory):
+            return frame.f_code.co_name
+        frame = frame.f_back
+    return "other"
+
+
+def _outcome_of(exc: DirectoryError) -> str:
+    if isinstance(exc, PasswordRejected):
+        return "rejected"
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()
 
 
 def _close(conn) -> None:
