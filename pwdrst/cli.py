@@ -36,6 +36,7 @@ def check_config():
     except DirectoryError as exc:
         raise click.ClickException(f"directory: {explain_directory_error(exc)}") from None
     click.echo(f"directory: ok ({current_app.config['LDAP_BASE_DN']} readable by the service account)")
+    click.echo(f"reminders: {describe_reminder_prerequisites()}")
     try:
         threshold = directory.lockout_threshold()
     except DirectoryError as exc:
@@ -58,6 +59,31 @@ def check_config():
     except (OSError, smtplib.SMTPException) as exc:
         raise click.ClickException(f"mail: the SMTP server {server}:{port} is unreachable ({exc})") from None
     click.echo(f"mail: ok ({server}:{port} answers)")
+
+
+def describe_reminder_prerequisites() -> str:
+    """Say whether notify-expiring can read the maximum password age, and its value, or plainly why not."""
+    config = current_app.config
+    if config["LDAP_FLAVOUR"] == "ad":
+        source = f"maxPwdAge of the domain {directory.domain_dn}"
+    elif not config["LDAP_PASSWORD_POLICY_DN"]:
+        return "LDAP_PASSWORD_POLICY_DN is not set: notify-expiring only sees people with their own pwdPolicySubentry"
+    else:
+        source = f"pwdMaxAge of {config['LDAP_PASSWORD_POLICY_DN']}"
+    try:
+        max_age = directory.password_max_age()
+    except DirectoryError as exc:
+        return f"the {source} cannot be read ({explain_directory_error(exc)}): notify-expiring would mail nobody"
+    if not max_age:
+        return (
+            f"no {source} is readable by the service account: passwords never expire, so notify-expiring mails "
+            "nobody (if the policy sets one, give the service account read access to it)"
+        )
+    days = max_age / 86400
+    return (
+        f"ok (passwords expire {days:g} days after a change: {source}, readable by the service account; "
+        f"sent reminders are kept in {reminders.describe_record()})"
+    )
 
 
 def explain_directory_error(exc: DirectoryError) -> str:

@@ -183,3 +183,23 @@ def test_one_paged_search_finds_everyone(app, person_at):
         whole = directory.password_ages(page_size=1000)
     assert len(paged) == len(whole) > 2
     assert {a.login for a, _ in paged} == {a.login for a, _ in whole}
+
+
+def test_check_config_says_the_maximum_age(make_app, smtp, policies):
+    expiring, never = policies
+    result = make_app(LDAP_PASSWORD_POLICY_DN=expiring).test_cli_runner().invoke(args=["check-config"])
+    assert result.exit_code == 0, result.output
+    assert f"reminders: ok (passwords expire 90 days after a change: pwdMaxAge of {expiring}" in result.output
+
+
+def test_check_config_says_plainly_when_passwords_never_expire(make_app, smtp, policies):
+    _, never = policies
+    result = make_app(LDAP_PASSWORD_POLICY_DN=never).test_cli_runner().invoke(args=["check-config"])
+    assert result.exit_code == 0, result.output
+    assert "passwords never expire, so notify-expiring mails nobody" in result.output
+
+
+def test_check_config_says_when_the_policy_cannot_be_read(make_app, smtp):
+    missing = "cn=no-such-policy,ou=policies,dc=uni,dc=example"
+    result = make_app(LDAP_PASSWORD_POLICY_DN=missing).test_cli_runner().invoke(args=["check-config"])
+    assert f"reminders: the pwdMaxAge of {missing} cannot be read" in result.output
