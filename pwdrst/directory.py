@@ -619,12 +619,18 @@ class Directory:
                 result = conn.result["result"]
                 if result in (51, 52, 80):
                     raise DirectoryUnavailable(conn.result["description"])
-                if result not in (0, 4):
-                    raise DirectoryError(f"search failed: {conn.result['description']}")
                 found += [e for e in conn.response if e.get("type") == "searchResEntry"]
+                if result == 4:
+                    # Partial results would skip people without a word: say what to change instead.
+                    raise DirectoryError(
+                        f"the directory's size limit stopped the search after {len(found)} entries: let the "
+                        "service account page through them all (OpenLDAP: limits ... size.prtotal=unlimited)"
+                    )
+                if result != 0:
+                    raise DirectoryError(f"search failed: {conn.result['description']}")
                 paging = (conn.result.get("controls") or {}).get(PAGED_RESULTS_OID) or {}
                 cookie = (paging.get("value") or {}).get("cookie")
-                if not cookie or result == 4:
+                if not cookie:
                     return found
 
         return self._run("service", search)

@@ -16,6 +16,7 @@ OWNERS = {
     "zxcvbn_pl": ("pwdrst.matcher",),
     "marisa_trie": ("pwdrst.matcher",),
     "aiosmtpd": ("pwdrst.sandbox",),
+    "prometheus_client": ("pwdrst.metrics",),
 }
 
 
@@ -57,7 +58,14 @@ BLUEPRINTS = {name for name, tree in MODULES.items() if defines_blueprint(tree)}
 
 
 def test_the_package_has_the_blueprints_it_serves():
-    assert BLUEPRINTS == {"pwdrst.main", "pwdrst.api", "pwdrst.reset", "pwdrst.account", "pwdrst.helpdesk"}
+    assert BLUEPRINTS == {
+        "pwdrst.main",
+        "pwdrst.api",
+        "pwdrst.reset",
+        "pwdrst.account",
+        "pwdrst.helpdesk",
+        "pwdrst.metrics",
+    }
 
 
 @pytest.mark.parametrize("blueprint", sorted(BLUEPRINTS))
