@@ -65,6 +65,14 @@ def _configure_extensions(app):
     mail.init_app(app)
     policy.init_app(app)
     hooks.init_app(app)
+    _configure_metrics(app)
+
+
+def _configure_metrics(app):
+    # After the directory and the mail queue, whose operations it observes.
+    from pwdrst import metrics
+
+    metrics.init_app(app)
 
 
 def _configure_templates(app):

@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 
 from flask import g, has_request_context, request
 
+from pwdrst import metrics
+
 logger = logging.getLogger("pwdrst.audit")
 
 
@@ -43,4 +45,5 @@ def log(event: str, outcome: str, account: str | None = None, actor: str | None 
     }
     record.update(fields)
     logger.info(json.dumps(record, ensure_ascii=False, sort_keys=False))
+    metrics.count_event(record)
     return record

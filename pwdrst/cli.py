@@ -13,7 +13,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from pwdrst import breach, links, ratelimit
+from pwdrst import breach, links, ratelimit, reminders
 from pwdrst.directory import DirectoryError, directory
 from pwdrst.display import mask_address
 from pwdrst.links import CannotIssue
@@ -26,6 +26,7 @@ def init_app(app) -> None:
     app.cli.add_command(issue_link_command)
     app.cli.add_command(bulk_issue)
     app.cli.add_command(build_breach_filter)
+    app.cli.add_command(notify_expiring)
 
 
 @click.command("check-config")
@@ -47,6 +48,7 @@ def check_config():
     except DirectoryError as exc:
         raise click.ClickException(f"directory: {explain_directory_error(exc)}") from None
     click.echo(f"directory: ok ({current_app.config['LDAP_BASE_DN']} readable by the service account)")
+    click.echo(f"reminders: {describe_reminder_prerequisites()}")
     try:
         threshold = directory.lockout_threshold()
     except DirectoryError as exc:
@@ -69,6 +71,31 @@ def check_config():
     except (OSError, smtplib.SMTPException) as exc:
         raise click.ClickException(f"mail: the SMTP server {server}:{port} is unreachable ({exc})") from None
     click.echo(f"mail: ok ({server}:{port} answers)")
+
+
+def describe_reminder_prerequisites() -> str:
+    """Say whether notify-expiring can read the maximum password age, and its value, or plainly why not."""
+    config = current_app.config
+    if config["LDAP_FLAVOUR"] == "ad":
+        source = f"maxPwdAge of the domain {directory.domain_dn}"
+    elif not config["LDAP_PASSWORD_POLICY_DN"]:
+        return "LDAP_PASSWORD_POLICY_DN is not set: notify-expiring only sees people with their own pwdPolicySubentry"
+    else:
+        source = f"pwdMaxAge of {config['LDAP_PASSWORD_POLICY_DN']}"
+    try:
+        max_age = directory.password_max_age()
+    except DirectoryError as exc:
+        return f"the {source} cannot be read ({explain_directory_error(exc)}): notify-expiring would mail nobody"
+    if not max_age:
+        return (
+            f"no {source} is readable by the service account: passwords never expire, so notify-expiring mails "
+            "nobody (if the policy sets one, give the service account read access to it)"
+        )
+    days = max_age / 86400
+    return (
+        f"ok (passwords expire {days:g} days after a change: {source}, readable by the service account; "
+        f"sent reminders are kept in {reminders.describe_record()})"
+    )
 
 
 def explain_directory_error(exc: DirectoryError) -> str:
@@ -237,3 +264,46 @@ class BuildProgress:
 
     def close(self) -> None:
         self.bar.__exit__(None, None, None)
+
+
+@click.command("notify-expiring")
+@click.option("--days", help="Days before expiry to remind at, e.g. 14,7,1 (default REMINDER_DAYS).")
+@click.option("--dry-run", is_flag=True, help="Report who is due; send and record nothing.")
+@click.option("--report", type=click.File("w", encoding="utf-8"), help="Write the CSV report here (default: stdout).")
+@with_appcontext
+def notify_expiring(days, dry_run, report):
+    """Mail a reminder to each person whose password expires within one of the given days.
+
+    Meant to run once a day (deploy/pwdrst-notify-expiring.timer). Each reminder goes once per
+    password and threshold; what was sent is kept in Redis when RATELIMIT_STORAGE_URI names it,
+    else in REMINDER_STATE_DIR/reminders.json.
+    """
+    try:
+        thresholds = reminders.parse_days(days or ",".join(map(str, current_app.config["REMINDER_DAYS"])))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--days") from None
+    actor = cli_actor()
+    try:
+        people = reminders.people()
+    except DirectoryError as exc:
+        raise click.ClickException(f"directory: {explain_directory_error(exc)}") from None
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["login", "days_left", "outcome"])
+    counts: dict[str, int] = {}
+    try:
+        with reminders.open_record() as record, click.progressbar(people, label="Checking", file=sys.stderr) as bar:
+            for account, max_age in bar:
+                row = reminders.remind(account, max_age, thresholds, record, actor, dry_run)
+                if row is None:
+                    counts["no_expiry"] = counts.get("no_expiry", 0) + 1
+                    continue
+                counts[row.outcome] = counts.get(row.outcome, 0) + 1
+                writer.writerow([row.login, row.days_left, row.outcome])
+    except OSError as exc:
+        raise click.ClickException(f"reminder record: {exc}") from None
+    if counts.get("sent"):
+        deliver_queued_mail(counts["sent"])
+    (report or sys.stdout).write(out.getvalue())
+    summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items())) or "nobody"
+    click.echo(f"notify-expiring: {summary} (record: {reminders.describe_record()})", err=True)

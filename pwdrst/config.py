@@ -12,6 +12,7 @@ from flask import Config
 
 from pwdrst import breach, default_config
 from pwdrst.directory import is_valid_dn, parse_servers
+from pwdrst.metrics import allowed_networks
 
 PREFIX = "PWDRST_"
 
@@ -25,6 +26,7 @@ _TYPES = {
     "MAIL_TIMEOUT": float,
     "TRUSTED_HOSTS": list,
     "POST_CHANGE_TIMEOUT": float,
+    "METRICS_TOKEN": str,
 }
 
 REQUIRED = (
@@ -239,6 +241,15 @@ def validate_theme(config) -> None:
             raise ConfigError(f"ORGANISATION_FOOTER_LINKS: {link[1]!r} is not an http, https or mailto URL")
     if config["THEME_FOLDER"] and not os.path.isdir(config["THEME_FOLDER"]):
         raise ConfigError(f"THEME_FOLDER is not a folder: {config['THEME_FOLDER']}")
+    try:
+        if not config["REMINDER_DAYS"] or any(int(d) < 1 for d in config["REMINDER_DAYS"]):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ConfigError("REMINDER_DAYS must list whole numbers of days above 0, such as [14, 7, 1]") from None
+    try:
+        allowed_networks(config["METRICS_ALLOW"])
+    except ValueError as exc:
+        raise ConfigError(f"METRICS_ALLOW is invalid: {exc}") from None
 
 
 def derive(config) -> None:

@@ -69,6 +69,12 @@ TRUSTED_HOSTS = None
 # Where audit events go as JSON lines: a file path, or "-" for standard error.
 AUDIT_LOG = "-"
 
+# Addresses (CIDR networks) that may read the Prometheus metrics at /metrics; anyone else gets 404.
+METRICS_ALLOW = ["127.0.0.1/32", "::1/128"]
+
+# A bearer token that also opens /metrics from any address (Authorization: Bearer <token>), or None.
+METRICS_TOKEN = None
+
 # -- The directory -----------------------------------------------------------------------------
 
 # "openldap" (Password Modify extended operation, ppolicy) or "ad" (unicodePwd).
@@ -185,6 +191,16 @@ RECOVERY_LINK_MAX_AGE = 86400
 # must work when the university mailbox does not). Subdomains are refused too. The domains of the
 # account's own addresses are always refused, listed here or not.
 RECOVERY_FORBIDDEN_DOMAINS = []
+
+# -- Expiry reminders (`flask notify-expiring`) ------------------------------------------------
+
+# Days before a password expires at which its reminder is mailed (each once per password).
+REMINDER_DAYS = [14, 7, 1]
+
+# Where the record of sent reminders is kept when RATELIMIT_STORAGE_URI is not Redis (Redis keeps
+# it otherwise): the file reminders.json in this directory, which the job must be able to write.
+# The systemd units' StateDirectory=pwdrst is /var/lib/pwdrst.
+REMINDER_STATE_DIR = "/var/lib/pwdrst"
 
 # -- Password policy ---------------------------------------------------------------------------
 

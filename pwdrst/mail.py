@@ -111,6 +111,8 @@ class MailQueue:
         self._workers: list[threading.Thread] = []
         self._closing = False
         self.failed = 0
+        # Called with (event or None, queue depth) as mail moves: the metrics (pwdrst.metrics).
+        self.observer = None
 
     def put(self, kind: str, message: Message) -> None:
         """Queue a message for delivery now."""
@@ -122,6 +124,7 @@ class MailQueue:
             self._ensure_workers()
             heapq.heappush(self._heap, Job(time.monotonic(), next(self._seq), kind, message))
             self._cond.notify()
+        self._observe("queued")
 
     def _ensure_workers(self) -> None:
         # Started on first use, so that each forked server worker runs its own threads.
@@ -146,6 +149,7 @@ class MailQueue:
                         self._busy -= 1
                         self._in_flight.pop(job.seq, None)
                         self._cond.notify_all()
+                    self._observe(None)
         finally:
             smtp.close()
 
@@ -175,6 +179,7 @@ class MailQueue:
                 job.message = job.message.render(self.app)
             except Exception:  # noqa: BLE001 - a template fault must not kill the worker thread
                 self.failed += 1
+                self._observe("failed")
                 logger.exception("mail %s to %s could not be rendered", job.kind, recipients)
                 return
         try:
@@ -191,6 +196,7 @@ class MailQueue:
             job.attempt += 1
             if job.attempt > len(self.delays):
                 self.failed += 1
+                self._observe("failed")
                 logger.error("mail %s to %s undelivered after %d attempts: %s", job.kind, recipients, job.attempt, exc)
                 return
             delay = self.delays[job.attempt - 1]
@@ -206,8 +212,14 @@ class MailQueue:
             with self._cond:
                 heapq.heappush(self._heap, job)
                 self._cond.notify()
+            self._observe("retried")
             return
         logger.info("mail %s to %s delivered (attempt %d)", job.kind, recipients, job.attempt + 1)
+        self._observe("sent")
+
+    def _observe(self, event: str | None) -> None:
+        if self.observer is not None:
+            self.observer(event, self.pending())
 
     def pending(self) -> int:
         """Return how many messages are queued or being sent."""
@@ -238,6 +250,7 @@ class MailQueue:
             left += [job for job in self._in_flight.values() if job.due <= time.monotonic()]
             self._closing = False
         for job in left:
+            self._observe("failed")
             for recipient in job.message.recipients:
                 logger.error("mail %s to %s undelivered at shutdown", job.kind, recipient)
         return not left and self.failed == failed_before
@@ -335,3 +348,10 @@ def password_changed(account, client: str, when: datetime | None = None):
 def recovery_changed(account, recipients, client: str, when: datetime | None = None):
     """Tell the previous recovery addresses that the recovery addresses changed, when and from where."""
     return recipients, {**_about(account), "client": client, "when": when or datetime.now(UTC)}
+
+
+@message("expiry_reminder", _l("Your password expires soon"))
+def expiry_reminder(account, expires: datetime, days_left: int):
+    """Tell the person when their password expires and where to change it (an address as text, no link)."""
+    context = {**_about(account), "when": expires, "days": days_left}
+    return account.all_addresses, {**context, "change_page": current_app.config["PUBLIC_URL"] + "/password"}

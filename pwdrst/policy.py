@@ -8,7 +8,7 @@ reaches zxcvbn; zxcvbn itself is asked through pwdrst.matcher, which bounds its 
 import unicodedata
 from dataclasses import dataclass, field
 
-from flask import current_app
+from flask import current_app, g, has_request_context
 from flask_babel import lazy_gettext as _l
 
 from pwdrst import breach, matcher
@@ -294,4 +294,7 @@ def current_policy() -> Policy:
 
 def check_password(password: str, account=None, current: str | None = None) -> Verdict:
     """Check a password against the current app's policy."""
-    return current_policy().check(password, account, current)
+    verdict = current_policy().check(password, account, current)
+    if has_request_context():
+        g.policy_problems = verdict.codes  # for the metrics of a refusal this request may audit
+    return verdict

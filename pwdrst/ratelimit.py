@@ -24,6 +24,7 @@ from limits import parse_many
 from limits.storage import MemoryStorage
 from limits.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
 
+from pwdrst import metrics
 from pwdrst.config import ConfigError
 from pwdrst.directory import Account, Directory, DirectoryError, fold_identifier
 from pwdrst.extensions import client_address, limiter
@@ -123,6 +124,8 @@ def _hit(setting: str, *keys: str) -> bool:
     for item in parse_many(current_app.config[setting]):
         if not _strategy(lambda strategy, i=item: strategy.hit(i, "pwdrst", *keys)):
             allowed = False
+    if not allowed:
+        metrics.count_rate_limited(setting)
     return allowed
 
 
@@ -193,6 +196,8 @@ def login_attempt(target: "Account | str") -> bool:
     for item in parse_many(current_app.config["RATELIMIT_LOGIN_ACCOUNT"]):
         if not _strategy(lambda strategy, i=item: strategy.hit(i, "pwdrst", "login-fail-account", key), moving=True):
             allowed = False
+    if not allowed:
+        metrics.count_rate_limited("RATELIMIT_LOGIN_ACCOUNT")
     return allowed
 
 

@@ -17,6 +17,7 @@ OWNERS = {
     "marisa_trie": ("pwdrst.matcher",),
     "pyfusefilter": ("pwdrst.breach",),
     "aiosmtpd": ("pwdrst.sandbox",),
+    "prometheus_client": ("pwdrst.metrics",),
 }
 
 
@@ -58,7 +59,14 @@ BLUEPRINTS = {name for name, tree in MODULES.items() if defines_blueprint(tree)}
 
 
 def test_the_package_has_the_blueprints_it_serves():
-    assert BLUEPRINTS == {"pwdrst.main", "pwdrst.api", "pwdrst.reset", "pwdrst.account", "pwdrst.helpdesk"}
+    assert BLUEPRINTS == {
+        "pwdrst.main",
+        "pwdrst.api",
+        "pwdrst.reset",
+        "pwdrst.account",
+        "pwdrst.helpdesk",
+        "pwdrst.metrics",
+    }
 
 
 @pytest.mark.parametrize("blueprint", sorted(BLUEPRINTS))

@@ -37,6 +37,7 @@ MESSAGES = {
         ACCOUNT, "nowy@private.example", "https://pwdrst.uni.example/pwdrst/recovery/TOKEN", 24
     ),
     "password_changed": lambda: mail.password_changed.draft(ACCOUNT, "192.0.2.7", when=WHEN),
+    "expiry_reminder": lambda: mail.expiry_reminder.draft(ACCOUNT, WHEN, 7),
     "recovery_changed": lambda: mail.recovery_changed.draft(
         ACCOUNT, ["jan.kowalski@private.example"], "192.0.2.7", when=WHEN
     ),

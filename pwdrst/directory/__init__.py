@@ -8,7 +8,10 @@ OpenLDAP and Active Directory), `ppolicy` (OpenLDAP's policy control and its ref
 """
 
 import dataclasses
+import re
+import sys
 import unicodedata
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 import ldap3
@@ -60,6 +63,8 @@ __all__ = [
     "is_valid_dn",
     "parse_servers",
 ]
+
+PAGED_RESULTS_OID = "1.2.840.113556.1.4.319"  # RFC 2696
 
 # Longest identifier worth a directory round trip (RFC 5321 limits an address to 254 octets).
 MAX_IDENTIFIER_LENGTH = 256
@@ -138,6 +143,20 @@ class Directory:
         )
         self.flavour_name = config["LDAP_FLAVOUR"]
         self.flavour = FLAVOURS[self.flavour_name](self)
+        self._observer = None
+
+    @property
+    def observer(self):
+        """The callable told (verb, outcome, seconds) after every directory operation (the metrics)."""
+        return self._observer
+
+    @observer.setter
+    def observer(self, observe) -> None:
+        self._observer = observe
+        if observe is None:
+            self.pool.observer = None
+        else:
+            self.pool.observer = lambda failure, seconds: observe(_verb(), _outcome_of(failure), seconds)
 
     @property
     def writes_once(self) -> bool:
@@ -226,6 +245,85 @@ class Directory:
         if len(entries) > 1:
             raise AmbiguousAccount(e["dn"] for e in entries)
         return self._account(entries[0]) if entries else None
+
+    # -- password expiry (the reminder job)
+
+    def password_max_age(self, policy_dn: str | None = None) -> int | None:
+        """Return the maximum password age in seconds, or None when passwords do not expire.
+
+        OpenLDAP: pwdMaxAge of the policy entry (LDAP_PASSWORD_POLICY_DN by default); AD: the
+        domain's maxPwdAge. Raise DirectoryError when the entry is missing or unreadable.
+        """
+        if self.flavour_name == "ad":
+            dn = self.domain_dn
+            entries = self._search(dn, "(objectClass=*)", ["maxPwdAge"], scope=ldap3.BASE)
+            if not entries:
+                raise DirectoryError(f"the domain entry {dn} does not exist or cannot be read")
+            return _ad_interval(entries[0]["attributes"].get("maxPwdAge"))
+        dn = policy_dn or self.default_policy_dn
+        if not dn:
+            raise DirectoryError("LDAP_PASSWORD_POLICY_DN is not set")
+        entries = self._search(dn, "(objectClass=*)", ["pwdMaxAge"], scope=ldap3.BASE)
+        if not entries:
+            raise DirectoryError(f"the policy entry {dn} does not exist or cannot be read")
+        try:
+            return int(first(entries[0]["attributes"].get("pwdMaxAge")) or 0) or None
+        except ValueError:
+            return None
+
+    @property
+    def domain_dn(self) -> str:
+        """Return the DN of the AD domain the base DN lies in (its DC= components)."""
+        return ",".join(f"{attr}={value}" for attr, value, _ in parse_dn(self.base_dn) if attr.lower() == "dc")
+
+    def password_ages(self, page_size: int = 500) -> list[tuple[Account, int | None]]:
+        """Return every account of LDAP_USER_FILTER with its maximum password age (None: never expires).
+
+        One paged search, whatever the number of people; each distinct policy entry is read once.
+        """
+        entries = self._paged_search(self.user_filter, self._account_attributes, page_size)
+        ages = []
+        if self.flavour_name == "ad":
+            domain_age = self.password_max_age()
+            for entry in entries:
+                control = int(first(entry["attributes"].get("userAccountControl")) or 0)
+                # DONT_EXPIRE_PASSWORD (0x10000) and ACCOUNTDISABLE (0x2).
+                ages.append(None if control & 0x10002 else domain_age)
+        else:
+            for entry in entries:
+                policy_dn = first(entry["attributes"].get("pwdPolicySubentry")) or self.default_policy_dn
+                ages.append(self.flavour._policy(policy_dn).get("pwdMaxAge") or None)
+        return [(self._account(entry), age) for entry, age in zip(entries, ages, strict=True)]
+
+    def _paged_search(self, search_filter: str, attributes, page_size: int) -> list:
+        def search(conn):
+            found, cookie = [], None
+            while True:
+                conn.search(
+                    self.base_dn,
+                    search_filter,
+                    ldap3.SUBTREE,
+                    attributes=attributes,
+                    paged_size=page_size,
+                    paged_cookie=cookie,
+                )
+                result = conn.result
+                raise_if_unavailable(result)
+                found += [e for e in conn.response if e.get("type") == "searchResEntry"]
+                if result["result"] == 4:
+                    # Partial results would skip people without a word: say what to change instead.
+                    raise DirectoryError(
+                        f"the directory's size limit stopped the search after {len(found)} entries: let the "
+                        "service account page through them all (OpenLDAP: limits ... size.prtotal=unlimited)"
+                    )
+                if result["result"] != 0:
+                    raise DirectoryError(f"search failed: {result['description']}")
+                paging = (result.get("controls") or {}).get(PAGED_RESULTS_OID) or {}
+                cookie = (paging.get("value") or {}).get("cookie")
+                if not cookie:
+                    return found
+
+        return self.pool.run("service", search)
 
     def find_candidates(self, identifier: str) -> list[Account]:
         """Return the accounts a login or address names, as typed or folded (see fold_identifier).
@@ -399,6 +497,48 @@ class Directory:
                 raise DirectoryError(f"could not store the recovery address: {conn.result['description']}")
 
         self.pool.run("service", modify)
+
+
+# The public verbs of Directory, which name the operations in the metrics.
+_VERBS = frozenset(name for name in dir(Directory) if not name.startswith("_"))
+
+
+def _verb() -> str:
+    # The nearest public Directory method up the stack (find_account, reset_password, ...): every
+    # operation goes through the pool's runner, so it is measured in one place, named by its purpose.
+    frame = sys._getframe(2)
+    for _ in range(10):
+        if frame is None:
+            break
+        if frame.f_code.co_name in _VERBS and isinstance(frame.f_locals.get("self"), Directory):
+            return frame.f_code.co_name
+        frame = frame.f_back
+    return "other"
+
+
+def _outcome_of(exc: DirectoryError | None) -> str:
+    if exc is None:
+        return "ok"
+    if isinstance(exc, PasswordRejected):
+        return "rejected"
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()
+
+
+def _ad_interval(value) -> int | None:
+    """Return an AD interval (maxPwdAge: negative 100-ns units) in seconds; None for 0 or "never"."""
+    if isinstance(value, (list, tuple)):
+        value = value[0] if value else None
+    if isinstance(value, timedelta):
+        seconds = abs(value.total_seconds())
+    else:
+        try:
+            seconds = abs(int(str(value))) / 10_000_000
+        except ValueError:
+            return None
+    # "Never" is the most negative 64-bit number; ldap3 shows it as timedelta.max or min.
+    if not seconds or seconds > 100 * 365 * 86400:
+        return None
+    return int(seconds)
 
 
 def init_app(app) -> None:

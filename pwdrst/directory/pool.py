@@ -12,11 +12,12 @@ import logging
 import math
 import ssl
 import threading
+import time
 
 import ldap3
 from ldap3.core import exceptions as ldap_exc
 
-from pwdrst.directory.errors import DirectoryUnavailable
+from pwdrst.directory.errors import DirectoryError, DirectoryUnavailable
 
 logger = logging.getLogger("pwdrst.directory")
 
@@ -64,6 +65,8 @@ class ConnectionPool:
         self._open_connections: set = set()
         self._generation = 0
         self._lock = threading.Lock()
+        # Called with (the DirectoryError raised or None, seconds) after every operation: the metrics.
+        self.observer = None
 
     def open(self, bind_as_service: bool) -> ldap3.Connection:
         """Open a connection to the first server that answers, starting at the preferred one."""
@@ -114,7 +117,19 @@ class ConnectionPool:
         raise DirectoryUnavailable(f"no directory server answered: {last_error}") from last_error
 
     def run(self, kind: str, operation):
-        """Run operation(conn) on this thread's connection of kind, replacing a stale one once."""
+        """Run operation(conn) on this thread's connection of kind, replacing a stale one once; observed."""
+        if self.observer is None:
+            return self._run_once(kind, operation)
+        started, failure = time.perf_counter(), None
+        try:
+            return self._run_once(kind, operation)
+        except DirectoryError as exc:
+            failure = exc
+            raise
+        finally:
+            self.observer(failure, time.perf_counter() - started)
+
+    def _run_once(self, kind: str, operation):
         for attempt in (0, 1):
             generation, conn = getattr(self._local, kind, (None, None))
             fresh = conn is None or generation != self._generation
