@@ -20,6 +20,8 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 SCREENS = ROOT / "tests" / "artifacts" / "screens"
 SIZES = {"phone": (390, 844), "desktop": (1280, 900)}
+# Widths checked for overflow only (no axe, no screenshot): the narrowest phone to a wide desktop.
+WIDTHS = (320, 360, 600, 768, 1024, 1440)
 
 RUN_AXE = """
 const done = arguments[arguments.length - 1];
@@ -55,6 +57,14 @@ def look(browser):
                 browser.execute_script(axe_source)
             problems.extend(f"{name} at {size}: {v}" for v in browser.execute_async_script(RUN_AXE))
             browser.save_screenshot(str(SCREENS / f"{name}-{size}.png"))
+        for width in WIDTHS:
+            browser.execute_cdp_cmd(
+                "Emulation.setDeviceMetricsOverride",
+                {"width": width, "height": 800, "deviceScaleFactor": 1, "mobile": width < 600},
+            )
+            scroll, inner = browser.execute_script("return [document.documentElement.scrollWidth, window.innerWidth]")
+            if scroll > inner:
+                problems.append(f"{name} at {width} px: {scroll} px wide in a {inner} px window")
         browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
     check.problems = problems
