@@ -183,6 +183,18 @@ def account_of(person: Person):
     )
 
 
+def terminate(process: subprocess.Popen | None, timeout: float = 10.0) -> None:
+    """Ask a server process to stop (SIGTERM); kill it if it has not within timeout seconds."""
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def free_port() -> int:
     """Return a TCP port on 127.0.0.1 that is free right now."""
     with socket.socket() as sock:
@@ -442,13 +454,7 @@ class Slapd:
 
     def stop(self) -> None:
         """Stop the server; its data stays for a later start()."""
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)
         if self.process and self.process.stderr:
             self.process.stderr.close()
         self.process = None

@@ -30,7 +30,6 @@ import glob
 import hashlib
 import os
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -528,13 +527,7 @@ class SambaDC:
 
     def stop(self) -> None:
         """Stop samba."""
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        sandbox.terminate(self.process)
         self.process = None
         if self._log:
             self._log.close()

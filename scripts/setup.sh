@@ -16,6 +16,8 @@ PACKAGES=(slapd ldap-utils chromium chromium-driver redis-server python3-venv op
 # need: the DSDB modules, the provisioning templates, and the VFS modules (provisioning sets the
 # sysvol ACLs through acl_xattr); ldb-tools to change the database files directly.
 PACKAGES+=(samba samba-dsdb-modules samba-ad-provision samba-vfs-modules ldb-tools)
+# npm installs axe-core for the browser tests; Debian's npm only where no Node.js is on the PATH.
+command -v npm >/dev/null 2>&1 || PACKAGES+=(npm)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
