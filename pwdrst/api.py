@@ -34,5 +34,6 @@ def strength():
     data = request.get_json(silent=True)
     if not isinstance(data, dict) or not isinstance(data.get("password"), str):
         return jsonify(error="bad_request", message=_('Send JSON like {"password": "..."}.')), 400
-    verdict = check_password(data["password"], page_account())
+    # Kept (server-side) for the form's POST, which then need not score the same password again.
+    verdict = check_password(data["password"], page_account(), reuse=False, remember=True)
     return jsonify(verdict.as_json())
