@@ -42,8 +42,8 @@ def shapes(rng: random.Random):
     }
 
 
-def time_checks(policy: Policy, repeat: int, rng: random.Random):
-    """Return {shape: {length: worst milliseconds}}."""
+def time_checks(policy: Policy, repeat: int, rng: random.Random, clock=time.perf_counter):
+    """Return {shape: {length: worst milliseconds}}, by the wall clock or another (time.thread_time: CPU)."""
     table = {}
     for name, make in shapes(rng).items():
         row = {}
@@ -51,9 +51,9 @@ def time_checks(policy: Policy, repeat: int, rng: random.Random):
             password = make(length)
             worst = 0.0
             for _ in range(repeat):
-                started = time.perf_counter()
+                started = clock()
                 policy.check(password, JAN)
-                worst = max(worst, time.perf_counter() - started)
+                worst = max(worst, clock() - started)
             row[length] = worst * 1000
         table[name] = row
     return table
@@ -111,6 +111,10 @@ def main(argv=None) -> int:
         print(f"{name:<12}" + "".join(f"{row[n]:>9.2f}" for n in LENGTHS))
     worst = max(max(row.values()) for row in table.values())
     print(f"worst case: {worst:.1f} ms")
+    # The same inputs timed by this thread's CPU: what a busy machine's other processes do not add.
+    cpu_table = time_checks(policy, args.repeat, random.Random(args.seed), clock=time.thread_time)
+    cpu_worst = max(max(row.values()) for row in cpu_table.values())
+    print(f"worst case in CPU time: {cpu_worst:.1f} ms")
 
     passwords = ordinary_passwords(rng, args.ordinary)
     share, differ = agreement(policy, passwords)
@@ -121,7 +125,15 @@ def main(argv=None) -> int:
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump(
-                {"times_ms": table, "worst_ms": worst, "agreement": share, "ordinary": len(passwords)}, fh, indent=2
+                {
+                    "times_ms": table,
+                    "worst_ms": worst,
+                    "cpu_worst_ms": cpu_worst,
+                    "agreement": share,
+                    "ordinary": len(passwords),
+                },
+                fh,
+                indent=2,
             )
     return 0
 

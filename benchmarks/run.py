@@ -1,15 +1,19 @@
 """Benchmark pwdrst against the real directory; every figure beside the raw directory change.
 
-    .venv/bin/python benchmarks/run.py [--people 10000] [--rounds 3] [--workers 2] [--threads 8]
-                                       [--concurrency 8] [--json FILE]
+    .venv/bin/python benchmarks/run.py [--people 4000] [--rounds 3] [--seconds 5] [--workers N]
+                                       [--threads N] [--concurrency 8] [--json FILE]
 
-Starts a private slapd with N people, an SMTP server on loopback (in its own process, with a delay
-before it accepts each message) and the app under gunicorn (gunicorn.conf.py). Then, in interleaved
-rounds, measures the reference (ldap3 binding as a person and sending Password Modify, in 2 client
-processes each reusing one connection) and, through the app with a closed-loop client of its own:
-password changes, reset requests (SMTP delay 0 and 2 s), link use, and a page. It also times the
-policy's worst case and reads each worker's resident memory. Each figure is printed beside its
-ratio to the reference of the same rounds, and written as JSON. No test asserts any of it.
+Starts a private slapd with N people, a redis-server for the rate limits and the sessions, an SMTP
+server on loopback (in its own process, with a delay before it accepts each message) and the app
+under gunicorn as the README's production recipe runs it (gunicorn.conf.py's workers and threads,
+the default mail threads, limits and sessions in Redis). Then, in interleaved rounds of at least
+--seconds each, measures the reference (ldap3 binding as a person and sending Password Modify, in
+2 client processes each reusing one connection) and, through the app with a closed-loop client of
+its own: password changes, reset requests (SMTP delay 0 and 2 s), link use, and a page. Beside each
+figure's ratio to the reference of the same rounds it gives the CPU milliseconds per request of the
+app, slapd, the SMTP server, Redis and the load generator (utime + stime from /proc, over each
+round's window and the mail it caused), so a reader sees where the cores went. It also times the
+policy's worst case and reads each worker's resident memory. No test asserts any of it.
 """
 
 import argparse
@@ -105,74 +109,160 @@ class Sink:
         self.process.wait(10)
 
 
+# -- CPU per process tree, from /proc
+
+TICK_MS = 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/stat") as fh:
+        return fh.read().rsplit(")", 1)[1].split()
+
+
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                tree.setdefault(int(_stat(int(name))[1]), []).append(int(name))
+            except (OSError, IndexError):
+                continue
+    return tree
+
+
+def tree_cpu_ms(pid: int, tree: dict[int, list[int]]) -> float:
+    """CPU (user + system) of a process and its live descendants, plus the children they reaped."""
+    try:
+        fields = _stat(pid)
+    except OSError:
+        return 0.0
+    own = sum(int(v) for v in fields[11:15]) * TICK_MS  # utime, stime, cutime, cstime
+    return own + sum(tree_cpu_ms(child, tree) for child in tree.get(pid, []))
+
+
+class CpuMeter:
+    """Snapshots of the CPU each part of the benchmark has used; the load generator is this process."""
+
+    def __init__(self, parts: dict[str, int]):
+        self.parts = parts
+
+    def snapshot(self) -> dict[str, float]:
+        tree = _children()
+        values = {name: tree_cpu_ms(pid, tree) for name, pid in self.parts.items()}
+        # This process alone (its threads and the reference processes it has reaped), not the servers it started.
+        values["loadgen"] = sum(int(v) for v in _stat(os.getpid())[11:15]) * TICK_MS
+        return values
+
+    @staticmethod
+    def per_request(before: dict, after: dict, requests: int) -> dict[str, float]:
+        return {name: (after[name] - before[name]) / max(1, requests) for name in before}
+
+
 # -- the reference: the raw directory change
 
 
-def _reference_worker(url, jobs, queue):
+def _reference_worker(url, people, generations, seconds, queue):
     import ldap3
 
     conn = ldap3.Connection(ldap3.Server(url, get_info=ldap3.NONE), authentication=ldap3.SIMPLE, raise_exceptions=False)
     conn.open(read_server_info=False)
-    done = 0
+    done = failed = 0
     started = time.perf_counter()
-    for dn, old, new in jobs:
-        conn.user, conn.password = dn, old.encode()
-        if conn.bind(read_server_info=False):
-            conn.extend.standard.modify_password(None, old.encode(), new.encode())
-            done += conn.result["result"] == 0
-    queue.put((done, time.perf_counter() - started))
+    while time.perf_counter() - started < seconds:
+        for dn, n in people:
+            old, new = new_password(n, generations[n]), new_password(n, generations[n] + 1)
+            conn.user, conn.password = dn, old.encode()
+            ok = conn.bind(read_server_info=False)
+            if ok:
+                conn.extend.standard.modify_password(None, old.encode(), new.encode())
+                ok = conn.result["result"] == 0
+            if ok:
+                generations[n] += 1
+                done += 1
+            else:
+                failed += 1
+            if time.perf_counter() - started >= seconds:
+                break
+    queue.put((done, failed, time.perf_counter() - started, generations))
     conn.unbind()
 
 
-def reference(url: str, jobs) -> float:
-    """Changes per second of the raw directory change, in 2 client processes."""
+def reference(url: str, people, generations: dict, seconds: float, meter: CpuMeter) -> dict:
+    """Changes per second of the raw directory change, in 2 client processes, for `seconds`."""
     queue = multiprocessing.Queue()
-    halves = [jobs[0::2], jobs[1::2]]
-    processes = [multiprocessing.Process(target=_reference_worker, args=(url, half, queue)) for half in halves]
+    halves = [[(p.dn, int(p.uid[1:])) for p in people[i::2]] for i in range(2)]
+    processes = [
+        multiprocessing.Process(target=_reference_worker, args=(url, half, generations, seconds, queue))
+        for half in halves
+    ]
+    before = meter.snapshot()
     for process in processes:
         process.start()
     results = [queue.get() for _ in processes]
     for process in processes:
         process.join()
-    done = sum(r[0] for r in results)
-    if done < len(jobs):
-        raise RuntimeError(f"the reference changed {done} of {len(jobs)} passwords")
-    return done / max(r[1] for r in results)
+    after = meter.snapshot()
+    done, failed = sum(r[0] for r in results), sum(r[1] for r in results)
+    if failed:
+        raise RuntimeError(f"the reference failed {failed} of {done + failed} changes")
+    for result in results:
+        generations.update({n: g for n, g in result[3].items() if g > generations[n]})
+    elapsed = max(r[2] for r in results)
+    return {"rate": done / elapsed, "count": done, "seconds": elapsed, "cpu_ms": meter.per_request(before, after, done)}
 
 
 # -- the app under gunicorn
 
 
-def start_app(slapd, smtp_port, port, workers, threads, audit_log):
+def start_redis(port: int):
+    process = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    sandbox.wait_for_port(port)
+    return process
+
+
+def start_app(slapd, smtp_port, redis_port, port, workers, threads, audit_log, mail=True):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PWDRST_")}
     lots = "100000000 per minute"  # one client address sends everything: per-address limits would bite
     settings = {
         **sandbox.app_settings(slapd.url, smtp_port, f"http://127.0.0.1:{port}"),
         "SECRET_KEY": secrets.token_urlsafe(32),
-        "MAIL_WORKERS": 16,  # I/O-bound: with a 2 s SMTP server, threads are what carries mail
+        # As the README's production recipe: limits and sessions in Redis, shared by the workers.
+        "RATELIMIT_STORAGE_URI": f"redis://127.0.0.1:{redis_port}/0",
+        "SESSION_STORAGE_URI": f"redis://127.0.0.1:{redis_port}/1",
         "MAIL_RETRY_DELAYS": [0.5, 1, 2, 4, 8],
         "POLICY_ORGANISATION_WORDS": ["Uniwersytet", "Przykładowy", "uni", "example"],
         "AUDIT_LOG": audit_log,
         "RATELIMIT_RESET_REQUEST": lots,
+        "RATELIMIT_RESET_MAIL": lots,
         "RATELIMIT_LINK_USE": lots,
         "RATELIMIT_LOGIN_ADDRESS": lots,
+        "RATELIMIT_STRENGTH": lots,
     }
     env.update(sandbox.as_environment(settings))
-    env.update(
-        {
-            "PWDRST_GUNICORN_BIND": f"127.0.0.1:{port}",
-            "PWDRST_GUNICORN_WORKERS": str(workers),
-            "PWDRST_GUNICORN_THREADS": str(threads),
-            "PWDRST_GUNICORN_ACCESS_LOG": "",
-        }
-    )
+    env.update({"PWDRST_GUNICORN_BIND": f"127.0.0.1:{port}", "PWDRST_GUNICORN_ACCESS_LOG": ""})
+    # gunicorn.conf.py's own numbers unless asked otherwise: the benchmark runs what ships.
+    if workers:
+        env["PWDRST_GUNICORN_WORKERS"] = str(workers)
+    if threads:
+        env["PWDRST_GUNICORN_THREADS"] = str(threads)
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            "gunicorn.conf.py",
+            "wsgi:app" if mail else "benchmarks.nomail_app:app",
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+        stderr=open(os.path.join(tempfile.gettempdir(), "pwdrst-bench-gunicorn.log"), "w"),  # noqa: SIM115
         start_new_session=True,
     )
     sandbox.wait_for_port(port, timeout=60)
@@ -182,14 +272,8 @@ def start_app(slapd, smtp_port, port, workers, threads, audit_log):
 def worker_rss(master_pid: int) -> list[int]:
     """Resident memory (KiB) of each gunicorn worker."""
     sizes = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
+    for pid in _children().get(master_pid, []):
         try:
-            with open(f"/proc/{pid}/stat") as fh:
-                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-            if ppid != master_pid:
-                continue
             with open(f"/proc/{pid}/status") as fh:
                 sizes += [int(line.split()[1]) for line in fh if line.startswith("VmRSS:")]
         except (OSError, ValueError, IndexError):
@@ -200,74 +284,76 @@ def worker_rss(master_pid: int) -> list[int]:
 # -- the scenarios through the app
 
 
-def browsers(port, count):
-    return [loadgen.Browser("127.0.0.1", port) for _ in range(count)]
-
-
 def split(items, parts):
     return [items[i::parts] for i in range(parts)]
 
 
-def scenario_change(port, people, concurrency, generation):
-    """Log everyone in first (not timed); then one POST /password each, checked by its answer."""
-    tabs = []
-    for person in people:
-        tab = loadgen.Browser("127.0.0.1", port)
-        token = tab.csrf("/login")
-        status, headers, _ = tab.request(
-            "POST", "/login", {"csrf_token": token, "identifier": person.uid, "password": person.password}
-        )
-        if status != 303:
-            raise RuntimeError(f"login failed for {person.uid}: {status}")
-        tab.token = tab.csrf("/password")
-        tab.person = person
-        tabs.append(tab)
+def endless(items):
+    while True:
+        yield from items
 
-    def change(tab):
-        new = new_password(int(tab.person.uid[1:]), generation)
-        form = {"csrf_token": tab.token, "current_password": tab.person.password, "new_password": new, "confirm": new}
+
+def login(port, person, password):
+    tab = loadgen.Browser("127.0.0.1", port)
+    token = tab.csrf("/login")
+    status, _, _ = tab.request("POST", "/login", {"csrf_token": token, "identifier": person.uid, "password": password})
+    if status != 303:
+        raise RuntimeError(f"login failed for {person.uid}: {status}")
+    tab.token = tab.csrf("/password")
+    return tab
+
+
+def scenario_change(port, people, generations, seconds, meter=False):
+    """Each of `people` logs in (not timed), then changes their own password again and again.
+
+    With meter, each change first asks the strength meter about the new password, as the page's
+    script does while the person types (its last call), and the figure counts both requests' CPU.
+    """
+    tabs = [login(port, p, new_password(int(p.uid[1:]), generations[int(p.uid[1:])])) for p in people]
+
+    def change(tab, person):
+        n = int(person.uid[1:])
+        old, new = new_password(n, generations[n]), new_password(n, generations[n] + 1)
+        if meter:
+            status, _, _ = tab.request(
+                "POST", "/api/strength", headers={"X-CSRFToken": tab.token}, json={"password": new}
+            )
+            if status != 200:
+                return False
+        form = {"csrf_token": tab.token, "current_password": old, "new_password": new, "confirm": new}
         status, headers, _ = tab.request("POST", "/password", form)
-        return status == 303 and headers.get("Location", "").endswith("/password/changed")
+        ok = status == 303 and headers.get("Location", "").endswith("/password/changed")
+        if ok:
+            generations[n] += 1
+        return ok
 
-    # One connection per simulated person would be 400 sockets; a closed loop of `concurrency`
-    # connections each carries its people's requests in turn, with each person's own cookie.
-    groups = split(tabs, concurrency)
-    drivers = [ConnectionPool(group) for group in groups]
-    result = loadgen.run(drivers, [[(lambda d, t=t: change(d.as_(t))) for t in group] for group in groups])
-    checked = sum(1 for tab in tabs if tab.request("GET", "/password/changed")[0] == 200)
-    for tab in tabs:
-        tab.close()
-    return result, checked
+    def forever(person):
+        while True:
+            yield lambda tab: change(tab, person)
 
-
-class ConnectionPool:
-    """One keep-alive connection lending itself to several people's cookie jars in turn."""
-
-    def __init__(self, tabs):
-        self.conn_owner = tabs[0] if tabs else None
-
-    def as_(self, tab):
-        if self.conn_owner is not tab:
-            tab.conn, self.conn_owner.conn = self.conn_owner.conn, tab.conn
-            self.conn_owner = tab
-        return tab
-
-
-def closed_loop(port, concurrency, items, action, prepare=None):
-    """Share items over `concurrency` keep-alive connections; run action(tab, item) for each, timed."""
-    tabs = browsers(port, concurrency)
-    for tab in tabs:
-        if prepare:
-            prepare(tab)
-    tasks = [[(lambda t, i=i: action(t, i)) for i in group] for group in split(items, concurrency)]
+    tasks = [forever(p) for p in people]
     try:
-        return loadgen.run(tabs, tasks)
+        return loadgen.run(tabs, tasks, duration=seconds)
     finally:
         for tab in tabs:
             tab.close()
 
 
-def scenario_reset(port, people, concurrency):
+def closed_loop(port, concurrency, items, action, seconds, prepare=None):
+    """Share items over `concurrency` keep-alive connections; run action(tab, item) for `seconds`."""
+    tabs = [loadgen.Browser("127.0.0.1", port) for _ in range(concurrency)]
+    for tab in tabs:
+        if prepare:
+            prepare(tab)
+    tasks = [(lambda t, i=i: action(t, i) for i in endless(group)) for group in split(list(items), concurrency)]
+    try:
+        return loadgen.run(tabs, tasks, duration=seconds)
+    finally:
+        for tab in tabs:
+            tab.close()
+
+
+def scenario_reset(port, people, concurrency, seconds):
     def prepare(tab):
         tab.token = tab.csrf("/reset")
 
@@ -275,26 +361,45 @@ def scenario_reset(port, people, concurrency):
         status, _, _ = tab.request("POST", "/reset", {"csrf_token": tab.token, "identifier": person.mail[0]})
         return status == 303
 
-    return closed_loop(port, concurrency, people, request, prepare)
+    return closed_loop(port, concurrency, people, request, seconds, prepare)
 
 
-def scenario_links(port, links, concurrency, generation):
-    def use(tab, item):
-        person, link = item
+def scenario_links(port, links, concurrency, generations, seconds):
+    """Open a link, fetch the form, set the password: each link once (the window ends when they run out)."""
+    pending = list(links)
+
+    def use(tab, _):
+        try:
+            person, link = pending.pop()
+        except IndexError:
+            return None  # another connection took the last link
+        n = int(person.uid[1:])
         tab.cookies.clear()
         status, _, _ = tab.request("GET", link.split(f"{port}", 1)[1])
         if status != 303:
             return False
         token = tab.csrf("/reset/new")
-        new = new_password(int(person.uid[1:]), generation)
+        new = new_password(n, generations[n] + 1)
         status, _, _ = tab.request("POST", "/reset/new", {"csrf_token": token, "new_password": new, "confirm": new})
+        if status == 303:
+            generations[n] += 1
         return status == 303
 
-    return closed_loop(port, concurrency, links, use)
+    tabs = [loadgen.Browser("127.0.0.1", port) for _ in range(concurrency)]
+
+    def tasks():
+        while pending:
+            yield lambda t: use(t, None)
+
+    try:
+        return loadgen.run(tabs, [tasks() for _ in tabs], duration=seconds)
+    finally:
+        for tab in tabs:
+            tab.close()
 
 
-def scenario_page(port, count, concurrency):
-    return closed_loop(port, concurrency, range(count), lambda tab, _: tab.request("GET", "/reset")[0] == 200)
+def scenario_page(port, concurrency, seconds):
+    return closed_loop(port, concurrency, range(1000), lambda tab, _: tab.request("GET", "/reset")[0] == 200, seconds)
 
 
 def issue_links(env, people, max_age=3600):
@@ -324,89 +429,129 @@ def issue_links(env, people, max_age=3600):
 # -- the run
 
 
+def measured(meter, run, mails_before=None, sink=None, mails_per_request=0):
+    """Run a scenario; return its summary with the CPU per request, counting the mail it caused."""
+    before = meter.snapshot()
+    result = run()
+    extra = {}
+    if sink is not None and mails_per_request:
+        expected = mails_before + mails_per_request * len(result.latencies)
+        arrived, _ = sink.wait_for(expected, timeout=120)
+        extra["mails"] = arrived - mails_before
+        extra["mails_expected"] = expected - mails_before
+    after = meter.snapshot()
+    return summary(result, cpu_ms=meter.per_request(before, after, len(result.latencies)), **extra)
+
+
+def load_average() -> float:
+    return os.getloadavg()[0]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Benchmark pwdrst against the raw directory change.")
-    parser.add_argument("--people", type=int, default=10_000)
+    parser.add_argument("--people", type=int, default=4000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
-    parser.add_argument("--threads", type=int, default=8, help="threads per worker")
+    parser.add_argument("--seconds", type=float, default=5.0, help="the least length of every round")
+    parser.add_argument("--workers", type=int, default=None, help="gunicorn workers (default: gunicorn.conf.py's)")
+    parser.add_argument("--threads", type=int, default=None, help="threads per worker (default: gunicorn.conf.py's)")
     parser.add_argument("--concurrency", type=int, default=8, help="connections of the load generator")
-    parser.add_argument("--batch", type=int, default=400, help="requests per scenario and round")
+    parser.add_argument("--links", type=int, default=1500, help="links issued per round (each used once)")
     parser.add_argument("--smtp-delay", type=float, default=2.0, help="the slow SMTP server's delay")
+    parser.add_argument("--only", default="", help="comma-separated scenarios to run (default: all)")
+    parser.add_argument("--meter", action="store_true", help="each change first asks the strength meter")
+    parser.add_argument("--no-mail", action="store_true", help="no notification mail after a change")
     parser.add_argument("--json", default=os.path.join(HERE, "results", "latest.json"))
     args = parser.parse_args(argv)
 
-    batch, rounds = args.batch, args.rounds
-    needed = rounds * (batch * 2 + 1200) + batch
-    if args.people < needed:
-        parser.error(f"--people must be at least {needed} for {rounds} rounds of {batch}")
+    only = set(filter(None, args.only.split(","))) or {"change", "reset", "links", "page", "slow"}
+    seconds, concurrency = args.seconds, args.concurrency
+    if args.people < 1000 + args.links:
+        parser.error(f"--people must be at least {1000 + args.links}")
     started_at = time.monotonic()
     people = make_people(args.people)
+    generations = {int(p.uid[1:]): 0 for p in people}
     pools = {
-        "reference": people[: rounds * 1200],
-        "change": people[rounds * 1200 : rounds * 1200 + rounds * batch],
-        "links": people[rounds * 1200 + rounds * batch : rounds * 1200 + 2 * rounds * batch],
-        "reset": people[rounds * 1200 + 2 * rounds * batch :],
+        "reference": people[:600],
+        "change": people[600 : 600 + concurrency],
+        "reset": people[600 + concurrency : 1000],
+        "links": people[1000 : 1000 + args.links],
     }
     print(f"starting slapd with {args.people} people...", flush=True)
     slapd = sandbox.Slapd(people)
     slapd.start()
+    redis_port = sandbox.free_port()
+    redis = start_redis(redis_port)
     smtp_port = sandbox.free_port()
     sink = Sink(smtp_port, 0.0)
     port = sandbox.free_port()
     audit_log = tempfile.NamedTemporaryFile(prefix="pwdrst-bench-audit-", suffix=".jsonl", delete=False).name
-    app, env = start_app(slapd, smtp_port, port, args.workers, args.threads, audit_log)
-    print(
-        f"gunicorn: {args.workers} workers x {args.threads} threads; load: {args.concurrency} connections", flush=True
+    app, env = start_app(
+        slapd, smtp_port, redis_port, port, args.workers, args.threads, audit_log, mail=not args.no_mail
     )
+    print(f"gunicorn as gunicorn.conf.py ships it (unless --workers, --threads); load: {concurrency} connections")
+    parts = {"app": app.pid, "slapd": slapd.process.pid, "smtp": sink.process.pid, "redis": redis.pid}
+    meter = CpuMeter(parts)
     figures = {k: [] for k in ("reference", "change", "reset_fast", "reset_slow", "links", "page")}
-    mails_expected = mails_missing = 0
+    loads = []
+    mail_each = 0 if args.no_mail else 1
     try:
-        for r in range(rounds):
-            # Fresh people each round: their password is still the first one.
-            jobs = [
-                (p.dn, p.password, new_password(int(p.uid[1:]), 1))
-                for p in pools["reference"][r * 1200 : (r + 1) * 1200]
-            ]
-            figures["reference"].append({"rate": reference(slapd.url, jobs)})
+        for r in range(args.rounds):
+            loads.append(load_average())
+            figures["reference"].append(reference(slapd.url, pools["reference"], generations, seconds, meter))
+            if "change" in only:
+                figures["change"].append(
+                    measured(
+                        meter,
+                        lambda: scenario_change(port, pools["change"], generations, seconds, args.meter),
+                        sink.count(),
+                        sink,
+                        mail_each,
+                    )
+                )
+            if "reset" in only:
+                figures["reset_fast"].append(
+                    measured(
+                        meter,
+                        lambda: scenario_reset(port, pools["reset"], concurrency, seconds),
+                        sink.count(),
+                        sink,
+                        1,
+                    )
+                )
+            if "links" in only:
+                links = issue_links(env, pools["links"])
+                row = measured(
+                    meter,
+                    lambda links=links: scenario_links(port, links, concurrency, generations, seconds),
+                    sink.count(),
+                    sink,
+                    mail_each,
+                )
+                if row["seconds"] < seconds:
+                    print(f"  link use ran out of links after {row['seconds']:.1f} s: raise --links", flush=True)
+                figures["links"].append(row)
+            if "page" in only:
+                figures["page"].append(measured(meter, lambda: scenario_page(port, concurrency, seconds)))
+            print(f"round {r + 1} of {args.rounds} done ({time.monotonic() - started_at:.0f} s)", flush=True)
 
-            group = pools["change"][r * batch : (r + 1) * batch]
-            result, checked = scenario_change(port, group, args.concurrency, generation=1)
-            figures["change"].append(summary(result, checked=checked))
-
-            before = sink.count()
-            result = scenario_reset(port, pools["reset"][(r * batch) % len(pools["reset"]) :][:batch], args.concurrency)
-            arrived, waited = sink.wait_for(before + len(result.latencies), timeout=60)
-            mails_expected += len(result.latencies)
-            mails_missing += max(0, before + len(result.latencies) - arrived)
-            figures["reset_fast"].append(summary(result, mails=arrived - before))
-
-            group = pools["links"][r * batch : (r + 1) * batch]
-            links = issue_links(env, group)
-            figures["links"].append(summary(scenario_links(port, links, args.concurrency, generation=1)))
-
-            figures["page"].append(summary(scenario_page(port, batch * 2, args.concurrency)))
-            print(f"round {r + 1} of {rounds} done ({time.monotonic() - started_at:.0f} s)", flush=True)
-
-        # The slow SMTP server: one round (its mails take a while to drain), after the others.
-        sink.stop()
-        sink = Sink(smtp_port, args.smtp_delay)
-        slow = pools["reset"][-batch:]
-        result = scenario_reset(port, slow, args.concurrency)
-        arrived, waited = sink.wait_for(len(result.latencies), timeout=300)
-        mails_expected += len(result.latencies)
-        mails_missing += max(0, len(result.latencies) - arrived)
-        figures["reset_slow"].append(summary(result, mails=arrived, drained_in=waited))
-        # The people of the first round once more, from their second password to a third.
-        jobs = [
-            (p.dn, new_password(int(p.uid[1:]), 1), new_password(int(p.uid[1:]), 2)) for p in pools["reference"][:1200]
-        ]
-        figures["reference"].append({"rate": reference(slapd.url, jobs)})
+        if "slow" in only:
+            # The slow SMTP server: one round (its mails take a while to drain), after the others.
+            sink.stop()
+            sink = Sink(smtp_port, args.smtp_delay)
+            meter.parts["smtp"] = sink.process.pid
+            figures["reset_slow"].append(
+                # Not waiting for its mail: a 2 s server takes minutes to drain what 5 s of requests queue.
+                measured(meter, lambda: scenario_reset(port, pools["reset"], concurrency, seconds))
+            )
+        figures["reference"].append(reference(slapd.url, pools["reference"], generations, seconds, meter))
+        loads.append(load_average())
         rss = worker_rss(app.pid)
     finally:
         os.killpg(app.pid, signal.SIGTERM)
         app.wait(60)
         sink.stop()
+        redis.terminate()
+        redis.wait(10)
         slapd.close()
         os.unlink(audit_log)
 
@@ -415,7 +560,7 @@ def main(argv=None) -> int:
     bounded = Policy(organisation_words=["Uniwersytet"])
     bounded.check("warm-up-the-dictionaries", JAN)
     policy_worst = max(max(row.values()) for row in time_checks(bounded, 3, random.Random(1)).values())
-    report = build_report(figures, rss, policy_worst, mails_expected, mails_missing, args)
+    report = build_report(figures, rss, policy_worst, loads, args)
     print_report(report)
     os.makedirs(os.path.dirname(args.json), exist_ok=True)
     with open(args.json, "w", encoding="utf-8") as fh:
@@ -430,64 +575,78 @@ def summary(result, **extra) -> dict:
         "p50_ms": result.percentile(50) * 1000,
         "p99_ms": result.percentile(99) * 1000,
         "count": len(result.latencies),
+        "seconds": result.elapsed,
         "failures": result.failures,
         **extra,
     }
 
 
-def build_report(figures, rss, policy_worst, mails_expected, mails_missing, args) -> dict:
+PARTS = ("app", "slapd", "smtp", "redis", "loadgen")
+
+
+def build_report(figures, rss, policy_worst, loads, args) -> dict:
     reference_rate = statistics.median(f["rate"] for f in figures["reference"])
     rows = {}
     for name, runs in figures.items():
-        if name == "reference" or not runs:
+        if not runs:
             continue
         rows[name] = {
             "rate": statistics.median(r["rate"] for r in runs),
-            "p50_ms": statistics.median(r["p50_ms"] for r in runs),
-            "p99_ms": statistics.median(r["p99_ms"] for r in runs),
-            "failures": sum(r["failures"] for r in runs),
-            "per_round_p50_ms": [round(r["p50_ms"], 2) for r in runs],
+            "p50_ms": statistics.median(r.get("p50_ms", 0) for r in runs),
+            "p99_ms": statistics.median(r.get("p99_ms", 0) for r in runs),
+            "failures": sum(r.get("failures", 0) for r in runs),
+            "shortest_round_s": min(r["seconds"] for r in runs),
+            "requests": sum(r["count"] for r in runs),
+            "cpu_ms": {part: statistics.median(r["cpu_ms"][part] for r in runs) for part in PARTS},
+            "per_round_rate": [round(r["rate"], 1) for r in runs],
+            "per_round_app_cpu_ms": [round(r["cpu_ms"]["app"], 2) for r in runs],
         }
+        if any("mails" in r for r in runs):
+            rows[name]["mails"] = sum(r.get("mails", 0) for r in runs)
+            rows[name]["mails_expected"] = sum(r.get("mails_expected", 0) for r in runs)
         rows[name]["ratio"] = rows[name]["rate"] / reference_rate
     return {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "settings": vars(args),
+        "load_average_1min": [round(v, 2) for v in loads],
         "reference_changes_per_s": reference_rate,
-        "reference_per_round": [round(f["rate"], 1) for f in figures["reference"]],
         "rows": rows,
         "worker_rss_mib": [round(k / 1024, 1) for k in rss],
         "policy_worst_ms": policy_worst,
-        "mails_expected": mails_expected,
-        "mails_missing": mails_missing,
     }
 
 
 def print_report(report) -> None:
     names = {
+        "reference": "reference: ldap3 bind + Password Modify",
         "change": "change password (POST /password)",
         "reset_fast": "reset request, SMTP instant",
         "reset_slow": "reset request, SMTP 2 s",
-        "links": "link use (open + set password)",
+        "links": "link use (open, form, set)",
         "page": "page (GET /reset)",
     }
-    reference_rate = report["reference_changes_per_s"]
     print()
-    print(f"{'figure':<36}{'per s':>9}{'ratio':>8}{'p50 ms':>9}{'p99 ms':>9}{'failed':>8}")
-    print(f"{'reference: ldap3 bind + Password Modify':<36}{reference_rate:>9.1f}{1.0:>8.2f}")
+    print(f"{'':<40}{'':>8}{'':>6}{'':>7}{'':>7}{'':>4}{'CPU ms per request':^35}")
+    head = f"{'figure':<40}{'per s':>8}{'ratio':>6}{'p50':>7}{'p99':>7}{'bad':>4}"
+    print(head + "".join(f"{p:>7}" for p in PARTS))
     for key, label in names.items():
         row = report["rows"].get(key)
-        if row:
-            print(
-                f"{label:<36}{row['rate']:>9.1f}{row['ratio']:>8.2f}{row['p50_ms']:>9.1f}{row['p99_ms']:>9.1f}"
-                f"{row['failures']:>8}"
-            )
-    print(f"\nreference per round (changes/s): {report['reference_per_round']}")
-    for key in ("reset_fast", "links"):
-        if key in report["rows"]:
-            print(f"{names[key]}: p50 per round (ms) {report['rows'][key]['per_round_p50_ms']}")
+        if not row:
+            continue
+        latency = f"{row['p50_ms']:>7.1f}{row['p99_ms']:>7.1f}" if key != "reference" else f"{'':>14}"
+        print(
+            f"{label:<40}{row['rate']:>8.1f}{row['ratio']:>6.2f}{latency}{row['failures']:>4}"
+            + "".join(f"{row['cpu_ms'][p]:>7.2f}" for p in PARTS)
+        )
+    print(f"\nload average (1 min) at each round's start: {report['load_average_1min']}")
+    for key, row in report["rows"].items():
+        mails = f"; mails {row['mails']} of {row['mails_expected']}" if "mails" in row else ""
+        print(
+            f"{key}: {row['requests']} requests, shortest round {row['shortest_round_s']:.1f} s, per round/s "
+            f"{row['per_round_rate']}, app CPU ms {row['per_round_app_cpu_ms']}{mails}"
+        )
     print(f"policy check, worst case: {report['policy_worst_ms']:.1f} ms")
-    print(f"mails: {report['mails_expected'] - report['mails_missing']} of {report['mails_expected']} arrived")
-    print(f"worker resident memory (MiB): {report['worker_rss_mib']}")
+    print(f"gunicorn workers: {len(report['worker_rss_mib'])}, resident memory (MiB): {report['worker_rss_mib']}")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 from flask import Blueprint, g, jsonify, request, session
 from flask_babel import gettext as _
 
-from pwdrst import ratelimit
+from pwdrst import links, ratelimit
 from pwdrst.directory import DirectoryError, directory
 from pwdrst.extensions import limiter
 from pwdrst.policy import check_password
@@ -21,6 +21,9 @@ def page_account():
     login = session.get("reset_login")
     if not login:
         return None
+    kept = links.kept_account(session.get("reset_account"))
+    if kept is not None and kept.login == login:
+        return kept  # read when the link was opened: no search per keystroke
     try:
         return directory.get_account(login)
     except DirectoryError:
@@ -34,5 +37,6 @@ def strength():
     data = request.get_json(silent=True)
     if not isinstance(data, dict) or not isinstance(data.get("password"), str):
         return jsonify(error="bad_request", message=_('Send JSON like {"password": "..."}.')), 400
-    verdict = check_password(data["password"], page_account())
+    # Kept (server-side) for the form's POST, which then need not score the same password again.
+    verdict = check_password(data["password"], page_account(), reuse=False, remember=True)
     return jsonify(verdict.as_json())

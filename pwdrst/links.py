@@ -11,6 +11,7 @@ command line; the token carries its own lifetime) and "recovery" (confirming a n
 Links are built from PUBLIC_URL, never from the request's Host header.
 """
 
+import dataclasses
 import hashlib
 import hmac
 import time
@@ -158,24 +159,84 @@ def reset_link(account: Account, purpose: str = "reset", max_age: int | None = N
     return public_url("/reset/" + make_token(purpose, account.login, account.fingerprint, max_age))
 
 
-def verify_reset(token: str | None) -> tuple[Token, Account]:
-    """Return (token, account) for a usable reset link; raise TokenError saying why not."""
+def read_reset_token(token: str | None) -> Token:
+    """Verify a reset link's signature and age for any reset purpose, without the directory; raise TokenError."""
     if not token:
         raise TokenError("missing")
     expired = False
     for purpose, cap in RESET_PURPOSES:
         try:
-            held = read_token(purpose, token, cap(current_app.config))
+            return read_token(purpose, token, cap(current_app.config))
         except TokenExpired:
             expired = True
-            continue
         except TokenInvalid:
             continue
-        account = directory.get_account(held.login)
-        if account is None or not same_state(held, account.fingerprint):
-            raise TokenUsed("used")
-        return held, account
     raise TokenExpired("expired") if expired else TokenInvalid("invalid")
+
+
+def verify_reset(token: str | None) -> tuple[Token, Account]:
+    """Return (token, account) for a usable reset link; raise TokenError saying why not. One directory search."""
+    held = read_reset_token(token)
+    account = directory.get_account(held.login)
+    if account is None or not same_state(held, account.fingerprint):
+        raise TokenUsed("used")
+    return held, account
+
+
+def keep_account(account: Account) -> dict:
+    """Return what the session keeps of the account a link was opened for: never the stored password values."""
+    kept = {f.name: getattr(account, f.name) for f in dataclasses.fields(Account) if f.name != "password_state"}
+    kept["addresses"], kept["recovery_addresses"] = list(account.addresses), list(account.recovery_addresses)
+    changed = account.password_changed_at
+    kept["password_changed_at"] = changed.isoformat() if changed else None
+    return kept
+
+
+def kept_account(kept) -> Account | None:
+    """Return the account keep_account kept, or None if the session holds none (or something else)."""
+    if not isinstance(kept, dict):
+        return None
+    try:
+        values = dict(kept)
+        values["addresses"], values["recovery_addresses"] = (
+            tuple(values["addresses"]),
+            tuple(values["recovery_addresses"]),
+        )
+        changed = values["password_changed_at"]
+        values["password_changed_at"] = datetime.fromisoformat(changed) if changed else None
+        return Account(**values)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def verify_opened(token: str | None, kept) -> tuple[Token, Account]:
+    """Return (token, account) for the link opened in this session, without asking the directory.
+
+    The account is the one read when the link was opened, kept in the server-side session (which
+    only this browser's cookie names); the token is checked again and must still name it and its
+    state. A session from before accounts were kept falls back to verify_reset.
+    """
+    account = kept_account(kept)
+    if account is None:
+        return verify_reset(token)
+    held = read_reset_token(token)
+    if account.login != held.login or not same_state(held, account.fingerprint):
+        raise TokenUsed("used")
+    return held, account
+
+
+def account_to_reset(held: Token, account: Account) -> Account:
+    """Read the account again just before a reset by link writes; raise TokenUsed if its state moved.
+
+    The second and last directory search of a link use. OpenLDAP's write asserts the stored password
+    values (RFC 4528), which the session never holds; on AD, which claims the link in the shared
+    store instead, it keeps a password changed by other means since the link was opened from being
+    overwritten.
+    """
+    fresh = directory.get_account(held.login)
+    if fresh is None or fresh.dn != account.dn or not same_state(held, fresh.fingerprint):
+        raise TokenUsed("used")
+    return fresh
 
 
 def request_reset(identifier: str) -> None:

@@ -5,10 +5,12 @@ zxcvbn's score and feedback (translated). The cheap checks run first, and over-l
 reaches zxcvbn; zxcvbn itself is asked through pwdrst.matcher, which bounds its cost.
 """
 
+import hashlib
+import hmac
 import unicodedata
 from dataclasses import dataclass, field
 
-from flask import current_app, g, has_request_context
+from flask import current_app, g, has_request_context, session
 from flask_babel import lazy_gettext as _l
 
 from pwdrst import breach, matcher
@@ -163,8 +165,11 @@ class Policy:
             breach_filter=config["POLICY_BREACH_FILTER"],
         )
 
-    def check(self, password: str, account=None, current: str | None = None) -> Verdict:
-        """Return every problem of password for account (whose current password may be known)."""
+    def check(self, password: str, account=None, current: str | None = None, score: int | None = None) -> Verdict:
+        """Return every problem of password for account (whose current password may be known).
+
+        A score already computed for this password and account may be given: zxcvbn is then not asked.
+        """
         password = password or ""
         length = len(password)  # code points, not bytes
         problems = []
@@ -192,7 +197,12 @@ class Policy:
             problems.append(Problem("breached"))
         if self._domain_requires_complexity() and not is_complex(password):
             problems.append(Problem("complexity"))
-        score, warning, suggestions = self._strength(printable, account) if printable else (0, "", ())
+        if score is not None:
+            warning, suggestions = "", ()
+        elif printable:
+            score, warning, suggestions = self._strength(printable, account)
+        else:
+            score, warning, suggestions = 0, "", ()
         if score < self.min_score:
             problems.append(Problem("weak"))
         return Verdict(tuple(problems), score, warning, suggestions)
@@ -292,9 +302,36 @@ def current_policy() -> Policy:
     return current_app.extensions["pwdrst.policy"]
 
 
-def check_password(password: str, account=None, current: str | None = None) -> Verdict:
-    """Check a password against the current app's policy."""
-    verdict = current_policy().check(password, account, current)
+# The session key under which the meter leaves its last score for the form that follows.
+SCORE_KEY = "strength"
+
+
+def _score_digest(password: str, account) -> str:
+    """Return a digest of the password bound to the account, keyed with SECRET_KEY (never the password)."""
+    who = f"{getattr(account, 'dn', '')}\n{getattr(account, 'login', '')}"
+    message = f"pwdrst.strength\n{who}\n{password}".encode("utf-8", "surrogatepass")
+    return hmac.new(current_app.config["SECRET_KEY"].encode(), message, hashlib.sha256).hexdigest()
+
+
+def check_password(
+    password: str, account=None, current: str | None = None, reuse: bool = True, remember: bool = False
+) -> Verdict:
+    """Check a password against the current app's policy.
+
+    zxcvbn's score is the costly part (about 4 ms). With remember (the meter), the score is kept in
+    the server-side session under a keyed digest of the account and the password; with reuse (the
+    forms), a score kept for the same password and account is taken instead of scoring it again.
+    The cheap rules always run, the directory still decides, and nothing of it reaches the cookie.
+    """
+    known = None
+    digest = _score_digest(password or "", account) if has_request_context() and (reuse or remember) else None
+    kept = session.get(SCORE_KEY) if digest and reuse else None
+    if isinstance(kept, dict) and isinstance(kept.get("score"), int):
+        if hmac.compare_digest(str(kept.get("digest", "")), digest):
+            known = kept["score"]
+    verdict = current_policy().check(password, account, current, score=known)
+    if digest and remember:
+        session[SCORE_KEY] = {"digest": digest, "score": verdict.score}
     if has_request_context():
         g.policy_problems = verdict.codes  # for the metrics of a refusal this request may audit
     return verdict

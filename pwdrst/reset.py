@@ -17,6 +17,7 @@ def refused(error: TokenError):
     """Forget the link in the session and render the page for a link that cannot be used."""
     session.pop("reset", None)
     session.pop("reset_login", None)
+    session.pop("reset_account", None)
     kind = {TokenExpired: "expired", TokenUsed: "used"}.get(type(error), str(error))
     kind = kind if kind in ("expired", "used", "missing") else "invalid"
     audit.log("link_refused", kind)
@@ -50,6 +51,8 @@ def open_link(token):
         return refused(exc)
     session["reset"] = token
     session["reset_login"] = account.login
+    # The form and the submit use this account, not another directory search (see links.verify_opened).
+    session["reset_account"] = links.keep_account(account)
     audit.log("link_opened", "ok", account=account.login, purpose=held.purpose)
     return redirect(url_for("reset.new_password"), 303)
 
@@ -59,11 +62,13 @@ def open_link(token):
 def new_password():
     """Take the new password for the account the link in the session names."""
     try:
-        held, account = links.verify_reset(session.get("reset"))
+        held, account = links.verify_opened(session.get("reset"), session.get("reset_account"))
         form = NewPasswordForm(account=account)
         if form.validate_on_submit():
+            account = links.account_to_reset(held, account)
             still_locked = changes.reset_with_link(held, account, form.new_password.data)
             session.pop("reset")
+            session.pop("reset_account", None)
             session["reset_still_locked"] = still_locked
             session["reset_done"] = session.pop("reset_login", account.login)
             return redirect(url_for("reset.done"), 303)

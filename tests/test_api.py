@@ -84,3 +84,74 @@ def test_meter_is_rate_limited_per_client(meter, config_overrides):
 
 def test_meter_refuses_get(client):
     assert client.get("/api/strength").status_code == 405
+
+
+@pytest.fixture
+def scored(monkeypatch):
+    """Count zxcvbn's scorings (pwdrst.matcher.score) as they happen."""
+    from pwdrst import matcher
+
+    calls = []
+    real = matcher.score
+
+    def counting(password, user_inputs):
+        calls.append(1)
+        return real(password, user_inputs)
+
+    monkeypatch.setattr(matcher, "score", counting)
+    return calls
+
+
+def test_reset_form_reuses_the_meter_score_for_the_same_password(client, reset_flow, make_person, csrf_token, scored):
+    person = make_person()
+    password = "Zielony-parasol-nad-Wisłą-7"
+    reset_flow.open(reset_flow.link(person.uid))
+    token = csrf_token(client.get("/reset/new"))
+    assert client.post("/api/strength", json={"password": password}, headers={"X-CSRFToken": token}).status_code == 200
+    assert len(scored) == 1
+    response = client.post("/reset/new", data={"csrf_token": token, "new_password": password, "confirm": password})
+    assert response.status_code == 303
+    assert len(scored) == 1  # the POST took the meter's score
+
+
+def test_change_form_scores_a_password_the_meter_did_not_see(client, auth, make_person, csrf_token, scored):
+    person = make_person()
+    auth.login(person.uid, person.password)
+    token = csrf_token(client.get("/password"))
+    client.post("/api/strength", json={"password": "Zielony-parasol-nad-Wisłą-7"}, headers={"X-CSRFToken": token})
+    other = "Niebieski-kubek-przy-oknie-8"
+    form = {"csrf_token": token, "current_password": person.password, "new_password": other, "confirm": other}
+    assert client.post("/password", data=form).status_code == 303
+    assert len(scored) == 2  # a different password: scored afresh
+
+
+def test_a_score_kept_for_one_account_is_not_used_for_another(app, make_person, scored):
+    from flask import session
+
+    from pwdrst.directory import directory
+    from pwdrst.policy import SCORE_KEY, check_password
+
+    first, second = make_person(), make_person()
+    password = "Zielony-parasol-nad-Wisłą-7"
+    with app.test_request_context():
+        one, two = directory.get_account(first.uid), directory.get_account(second.uid)
+        check_password(password, one, reuse=False, remember=True)
+        kept = dict(session[SCORE_KEY])
+        check_password(password, one)
+        assert len(scored) == 1
+        check_password(password, two)
+        assert len(scored) == 2
+        assert password not in repr(kept) and set(kept) == {"digest", "score"}
+
+
+def test_the_kept_score_never_reaches_the_cookie(client, auth, make_person, csrf_token):
+    person = make_person()
+    auth.login(person.uid, person.password)
+    token = csrf_token(client.get("/password"))
+    response = client.post(
+        "/api/strength", json={"password": "Zielony-parasol-nad-Wisłą-7"}, headers={"X-CSRFToken": token}
+    )
+    cookies = " ".join(response.headers.getlist("Set-Cookie")) + client.get_cookie("pwdrst_session").value
+    assert "score" not in cookies and "Zielony" not in cookies and "strength" not in cookies
+    sid = client.get_cookie("pwdrst_session").value
+    assert len(sid) == 43  # only the random session id

@@ -151,14 +151,64 @@ def test_a_link_dies_when_the_password_changes_by_other_means(slapd, reset_flow,
     assert reset_flow.open(link).status_code == 410
 
 
-def test_a_link_dies_even_when_held_in_the_session(app, client, reset_flow, make_person):
+def test_a_link_dies_even_when_held_in_the_session(app, client, csrf_token, reset_flow, make_person, can_bind):
     person = make_person()
     reset_flow.open(reset_flow.link(person.uid))
+    token = csrf_token(client.get("/reset/new"))
     with app.app_context():
         directory = app.extensions["pwdrst.directory"]
         directory.reset_password(directory.find_account(person.uid), "Changed-by-someone-else-1")
-    page = client.get("/reset/new")
+    # The form comes from the session without asking the directory; the submit reads it again.
+    password = "Zielony-parasol-nad-Wisłą-7"
+    page = client.post("/reset/new", data={"csrf_token": token, "new_password": password, "confirm": password})
     assert page.status_code == 410
+    assert can_bind(person.dn, "Changed-by-someone-else-1") and not can_bind(person.dn, password)
+
+
+@pytest.fixture
+def searches(monkeypatch):
+    """Count the directory searches (Directory._search) as they happen."""
+    from pwdrst.directory import Directory
+
+    calls = []
+    real = Directory._search
+
+    def counting(self, *args, **kwargs):
+        calls.append(args[1])
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Directory, "_search", counting)
+    return calls
+
+
+def test_a_link_use_searches_the_directory_at_opening_and_at_the_submit_only(
+    client, csrf_token, reset_flow, make_person, can_bind, searches
+):
+    person = make_person()
+    link = reset_flow.link(person.uid)
+    searches.clear()
+    assert reset_flow.open(link).status_code == 303
+    assert len(searches) == 1
+    token = csrf_token(client.get("/reset/new"))
+    assert len(searches) == 1  # the form: none
+    client.post("/api/strength", json={"password": "Zielony-parasol"}, headers={"X-CSRFToken": token})
+    assert len(searches) == 1  # the meter: none
+    password = "Zielony-parasol-nad-Wisłą-7"
+    response = client.post("/reset/new", data={"csrf_token": token, "new_password": password, "confirm": password})
+    assert response.status_code == 303
+    # The submit reads the account again for the write's assertion on the stored password values,
+    # then the logged-out reset needs no more (the policy's DN is cached).
+    assert len(searches) == 2
+    assert can_bind(person.dn, password)
+
+
+def test_the_session_keeps_no_password_values_of_the_account(app, client, reset_flow, make_person):
+    person = make_person()
+    reset_flow.open(reset_flow.link(person.uid))
+    with client.session_transaction() as session:
+        kept = dict(session["reset_account"])
+    assert "password_state" not in kept and kept["login"] == person.uid
+    assert "{SSHA}" not in repr(kept) and person.password not in repr(kept)
 
 
 # -- expired, tampered, truncated, foreign links
