@@ -8,7 +8,7 @@ import re
 import time
 import unicodedata
 from dataclasses import dataclass
-from functools import wraps
+from functools import cached_property, wraps
 from urllib.parse import unquote
 
 from flask import abort, current_app, g, redirect, request, session, url_for
@@ -31,10 +31,23 @@ MUST_CHANGE_ALLOWED = {"account.change_password", "account.logout", "api.strengt
 
 @dataclass(frozen=True)
 class Person:
-    """The logged-in person: their account as the directory has it now, and their helpdesk roles."""
+    """The logged-in person: their account as the directory has it now, and their helpdesk roles.
+
+    The roles are read from the directory when first asked for in a request (the helpdesk's pages,
+    the menu of every page), not for a request that never uses them (a form posted and redirected):
+    two group searches of the six a password change made. Whatever decides on a role reads it live.
+    """
 
     account: Account
-    roles: frozenset[str]
+
+    @cached_property
+    def roles(self) -> frozenset[str]:
+        """Return the person's roles as the directory has them now; a change moves the session's id."""
+        roles = frozenset(staff_roles(self.account))
+        if sorted(roles) != session.get("roles"):
+            session["roles"] = sorted(roles)
+            sessions.renew_id()  # a role granted mid-session must not ride on an id issued before it
+        return roles
 
     @property
     def login(self) -> str:
@@ -196,11 +209,7 @@ def _load_person() -> Person | None:
         end_session(reason)
         return None
     session["seen"] = now
-    roles = frozenset(staff_roles(account))
-    if sorted(roles) != session.get("roles"):
-        session["roles"] = sorted(roles)
-        sessions.renew_id()
-    return Person(account, roles)
+    return Person(account)
 
 
 def safe_next(target: str | None, default: str | None = None) -> str:

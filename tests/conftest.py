@@ -295,6 +295,22 @@ def new_password():
 # -- forms, sessions and the reset flow
 
 
+@pytest.fixture
+def searches(monkeypatch):
+    """The base DNs of the directory searches (Directory._search), in order, as they happen."""
+    from pwdrst.directory import Directory
+
+    calls = []
+    real = Directory._search
+
+    def counting(self, *args, **kwargs):
+        calls.append(args[0])
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Directory, "_search", counting)
+    return calls
+
+
 @pytest.fixture(scope="session")
 def csrf_token():
     """Return csrf_token(page): the CSRF token a page (a response, or its HTML) carries."""

@@ -165,22 +165,6 @@ def test_a_link_dies_even_when_held_in_the_session(app, client, csrf_token, rese
     assert can_bind(person.dn, "Changed-by-someone-else-1") and not can_bind(person.dn, password)
 
 
-@pytest.fixture
-def searches(monkeypatch):
-    """Count the directory searches (Directory._search) as they happen."""
-    from pwdrst.directory import Directory
-
-    calls = []
-    real = Directory._search
-
-    def counting(self, *args, **kwargs):
-        calls.append(args[1])
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(Directory, "_search", counting)
-    return calls
-
-
 def test_a_link_use_searches_the_directory_at_opening_and_at_the_submit_only(
     client, csrf_token, reset_flow, make_person, can_bind, searches
 ):
