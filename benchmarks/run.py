@@ -952,7 +952,7 @@ def print_flat(flat: dict, memory: dict | None) -> None:
     verdict = "met" if flat["ratio"] <= 1.05 else f"missed by {(flat['ratio'] - 1.05) * 100:.1f} points"
     print(
         f"second / first round, app CPU per request: {flat['ratio']:.3f} after {flat['requests_between']} requests "
-        f"(goal: within 5 %: {verdict})"
+        f"(goal: at most 5 % above the first: {verdict})"
     )
     keys = flat["keys"]
     print(
