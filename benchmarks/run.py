@@ -14,6 +14,11 @@ figure's ratio to the reference of the same rounds it gives the CPU milliseconds
 app, slapd, the SMTP server, Redis and the load generator (utime + stime from /proc, over each
 round's window and the mail it caused), so a reader sees where the cores went. It also times the
 policy's worst case and reads each worker's resident memory. No test asserts any of it.
+
+Two scenarios run once, after the rounds, and only when --only names them (each takes minutes):
+flat (reset-request CPU before and after 20,000 requests from new client addresses, with the
+limiter's keys counted) and onboarding (bulk-issue of 10,000 rows beside raw searches and raw SMTP;
+benchmarks/onboarding.py). The README's Performance section says what each measures.
 """
 
 import argparse
