@@ -14,14 +14,22 @@ figure's ratio to the reference of the same rounds it gives the CPU milliseconds
 app, slapd, the SMTP server, Redis and the load generator (utime + stime from /proc, over each
 round's window and the mail it caused), so a reader sees where the cores went. It also times the
 policy's worst case and reads each worker's resident memory. No test asserts any of it.
+
+Two scenarios run once, after the rounds, and only when --only names them (each takes minutes):
+flat (reset-request CPU before and after 20,000 requests from new client addresses, with the
+limiter's keys counted) and onboarding (bulk-issue of 10,000 rows beside raw searches and raw SMTP;
+benchmarks/onboarding.py). The README's Performance section says what each measures.
 """
 
 import argparse
+import contextlib
+import itertools
 import json
 import multiprocessing
 import os
 import random
 import secrets
+import shutil
 import signal
 import statistics
 import subprocess
@@ -36,8 +44,13 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, HERE)
 
 import loadgen  # noqa: E402
+import onboarding  # noqa: E402
 
 from pwdrst import sandbox  # noqa: E402
+
+# The scenarios of every round, and those run once after the rounds when --only names them.
+ROUNDS = ["change", "reset", "links", "page", "slow"]
+EXTRA = ["flat", "onboarding"]
 
 WORDS = "zielony parasol rzeka wiatrak kubek herbata okno sowa gwiazda most lampa morze tatry".split()
 
@@ -82,6 +95,7 @@ class Sink:
     """An SMTP sink process that answers how many messages it has."""
 
     def __init__(self, port: int, delay: float):
+        self.port = port
         self.process = subprocess.Popen(
             [sys.executable, "-c", SINK.format(root=ROOT, port=port, delay=delay)],
             stdin=subprocess.PIPE,
@@ -225,15 +239,16 @@ def start_redis(port: int):
     return process
 
 
-def start_app(slapd, smtp_port, redis_port, port, workers, threads, audit_log, mail=True):
+def start_app(slapd, smtp_port, redis_port, port, workers, threads, audit_log, mail=True, extra=None, databases=(0, 1)):
+    """Start the app under gunicorn; extra: settings over the benchmark's; databases: Redis's (limits, sessions)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PWDRST_")}
     lots = "100000000 per minute"  # one client address sends everything: per-address limits would bite
     settings = {
         **sandbox.app_settings(slapd.url, smtp_port, f"http://127.0.0.1:{port}"),
         "SECRET_KEY": secrets.token_urlsafe(32),
         # As the README's production recipe: limits and sessions in Redis, shared by the workers.
-        "RATELIMIT_STORAGE_URI": f"redis://127.0.0.1:{redis_port}/0",
-        "SESSION_STORAGE_URI": f"redis://127.0.0.1:{redis_port}/1",
+        "RATELIMIT_STORAGE_URI": f"redis://127.0.0.1:{redis_port}/{databases[0]}",
+        "SESSION_STORAGE_URI": f"redis://127.0.0.1:{redis_port}/{databases[1]}",
         "MAIL_RETRY_DELAYS": [0.5, 1, 2, 4, 8],
         "POLICY_ORGANISATION_WORDS": ["Uniwersytet", "Przykładowy", "uni", "example"],
         "AUDIT_LOG": audit_log,
@@ -242,6 +257,7 @@ def start_app(slapd, smtp_port, redis_port, port, workers, threads, audit_log, m
         "RATELIMIT_LINK_USE": lots,
         "RATELIMIT_LOGIN_ADDRESS": lots,
         "RATELIMIT_STRENGTH": lots,
+        **(extra or {}),
     }
     env.update(sandbox.as_environment(settings))
     env.update({"PWDRST_GUNICORN_BIND": f"127.0.0.1:{port}", "PWDRST_GUNICORN_ACCESS_LOG": ""})
@@ -364,6 +380,237 @@ def scenario_reset(port, people, concurrency, seconds):
     return closed_loop(port, concurrency, people, request, seconds, prepare)
 
 
+def client_address(n: int) -> str:
+    """Return the n-th distinct client address (10.0.0.0/8), as a proxy would pass it on."""
+    return f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
+
+
+def scenario_reset_from_many(port, identifiers, concurrency, addresses, seconds=None):
+    """POST /reset for the identifiers, each request from a new client address (X-Forwarded-For).
+
+    With seconds, the identifiers repeat until the time is up; without, each is asked for once.
+    """
+
+    def prepare(tab):
+        tab.token = tab.csrf("/reset")
+
+    def request(tab, identifier):
+        headers = {"X-Forwarded-For": client_address(next(addresses))}
+        status, _, _ = tab.request("POST", "/reset", {"csrf_token": tab.token, "identifier": identifier}, headers)
+        return status == 303
+
+    tabs = [loadgen.Browser("127.0.0.1", port) for _ in range(concurrency)]
+    for tab in tabs:
+        prepare(tab)
+    groups = split(list(identifiers), concurrency)
+    repeat = endless if seconds is not None else iter
+    tasks = [(lambda t, i=i: request(t, i) for i in repeat(group)) for group in groups]
+    try:
+        return loadgen.run(tabs, tasks, duration=seconds)
+    finally:
+        for tab in tabs:
+            tab.close()
+
+
+def redis_keys(port: int, database: int) -> int:
+    """Return how many keys a Redis database holds."""
+    out = subprocess.run(
+        ["redis-cli", "-p", str(port), "-n", str(database), "dbsize"], capture_output=True, text=True, check=True
+    )
+    return int(out.stdout.split()[-1])
+
+
+def shipped_limits_raised() -> dict:
+    """Every limit a reset request or a page meets, with the windows pwdrst ships and amounts nothing reaches.
+
+    The windows decide how long the limiter holds a key (an hour for RATELIMIT_RESET_REQUEST's second
+    limit and RATELIMIT_RESET_MAIL), so the keys of 20,000 requests are all still held at the end.
+    """
+    from pwdrst import default_config
+
+    keys = ("RESET_REQUEST", "RESET_MAIL", "LINK_USE", "LOGIN_ADDRESS", "STRENGTH")
+    return {
+        name: ";".join(
+            "100000000 " + limit.strip().split(" ", 1)[1] for limit in getattr(default_config, name).split(";")
+        )
+        for name in (f"RATELIMIT_{key}" for key in keys)
+    }
+
+
+def flat_costs(slapd, smtp_port, redis, redis_port, sink, people, pool, args) -> dict:
+    """Issue 16's flat costs: a reset-request round, N more requests from new addresses, the same round again.
+
+    Its own app (the same recipe, limits with their shipped windows, one trusted proxy so that every
+    request comes from a new client address) and its own Redis databases, so the keys it counts are
+    the limiter's alone. The filler asks for every person of the directory in turn (a key per
+    account and per recovery address too); the rounds ask for the same pool of people both times.
+    """
+    port = sandbox.free_port()
+    audit_log = tempfile.NamedTemporaryFile(prefix="pwdrst-bench-flat-", suffix=".jsonl", delete=False).name
+    memory = args.flat_limiter == "memory"
+    extra = {**shipped_limits_raised(), "PROXY_COUNT": 1}
+    if memory:
+        extra["RATELIMIT_STORAGE_URI"] = "memory://"
+    # In-memory limits are per process: several workers refuse to start with them (README, Security).
+    workers = 1 if memory else args.workers
+    app, _ = start_app(
+        slapd, smtp_port, redis_port, port, workers, args.threads, audit_log, extra=extra, databases=(2, 3)
+    )
+    meter = CpuMeter({"app": app.pid, "slapd": slapd.process.pid, "smtp": sink.process.pid, "redis": redis.pid})
+    addresses = itertools.count(1)
+    identifiers = [p.mail[0] for p in pool]
+    everyone = [p.mail[0] for p in people]
+    concurrency, seconds = args.concurrency, args.flat_seconds
+
+    def round_():
+        return measured(
+            meter,
+            lambda: scenario_reset_from_many(port, identifiers, concurrency, addresses, seconds),
+            sink.count(),
+            sink,
+            1,
+        )
+
+    result = {"limiter": "memory (1 worker)" if memory else "redis", "keys": {}, "load_average_1min": []}
+    try:
+        # Not measured: a fresh worker's first requests load templates, dictionaries and connections.
+        scenario_reset_from_many(port, identifiers, concurrency, addresses, 3)
+        sink.wait_for(sink.count() + 1, 5)
+        result["load_average_1min"].append(load_average())
+        result["keys"]["before"] = redis_keys(redis_port, 2)
+        result["first"] = round_()
+        result["keys"]["after_first"] = redis_keys(redis_port, 2)
+        fill, chunks = [], 4
+        per_chunk = args.flat_requests // chunks
+        print(f"  flat: {args.flat_requests} reset requests from as many addresses...", flush=True)
+        for c in range(chunks):
+            batch = [everyone[(c * per_chunk + n) % len(everyone)] for n in range(per_chunk)]
+            fill.append(
+                measured(
+                    meter,
+                    lambda batch=batch: scenario_reset_from_many(port, batch, concurrency, addresses),
+                    sink.count(),
+                    sink,
+                    1,
+                )
+            )
+        result["fill"] = fill
+        result["keys"]["after_fill"] = redis_keys(redis_port, 2)
+        result["load_average_1min"].append(load_average())
+        result["second"] = round_()
+        result["keys"]["after_second"] = redis_keys(redis_port, 2)
+        result["load_average_1min"].append(load_average())
+    finally:
+        os.killpg(app.pid, signal.SIGTERM)
+        app.wait(60)
+        os.unlink(audit_log)
+    result["ratio"] = result["second"]["cpu_ms"]["app"] / result["first"]["cpu_ms"]["app"]
+    result["requests_between"] = sum(f["count"] for f in fill)
+    return result
+
+
+def onboarding_mail(env, person) -> tuple[str, bytes]:
+    """Return the sender and bytes of the mail bulk-issue sends a person, rendered by the app's own code."""
+    from pwdrst import mail
+    from pwdrst.links import reset_link
+
+    with app_from(env) as app:
+        account = app.extensions["pwdrst.directory"].get_account(person.uid)
+        max_age = int(app.config["CLI_LINK_MAX_AGE"])
+        link = reset_link(account, "helpdesk", max_age)
+        draft = mail.helpdesk_link.draft(account, account.recovery_addresses, link, max_age, issued_by="administrator")
+        message = draft.render(app)
+        return message.sender, message.as_bytes()
+
+
+def onboarding_costs(slapd, env, sink, meter, people, profile=None) -> dict:
+    """Issue 16's onboarding: bulk-issue for every person, beside raw searches and raw mail for as many."""
+    workdir = tempfile.mkdtemp(prefix="pwdrst-bench-onboarding-")
+    rows_csv, report_csv = os.path.join(workdir, "rows.csv"), os.path.join(workdir, "report.csv")
+    audit_log = os.path.join(workdir, "audit.jsonl")
+    onboarding.write_rows(rows_csv, people)
+    cli_env = {k: v for k, v in env.items() if not k.startswith("PWDRST_GUNICORN_")}
+    cli_env["PWDRST_AUDIT_LOG"] = audit_log
+    rows = len(people)
+    result = {"rows": rows, "load_average_1min": [load_average()]}
+    try:
+        mails_before = sink.count()
+        before = meter.snapshot()
+        bulk = onboarding.run_bulk_issue(cli_env, rows_csv, report_csv, audit_log, sink.count, ROOT, profile)
+        arrived, waited = sink.wait_for(mails_before + rows, timeout=60)
+        after = meter.snapshot()
+        if bulk["exit_code"] != 0:
+            raise RuntimeError(f"bulk-issue failed ({bulk['exit_code']}): {bulk['stderr_tail']}")
+        cpu = CpuMeter.per_request(before, after, rows)
+        # The command is this process's child: once reaped, its CPU is in this process's cutime too.
+        cpu["loadgen"] -= bulk["cpu_ms"] / rows
+        cpu["app"] = bulk["cpu_ms"] / rows
+        bulk.update(
+            mails=arrived - mails_before,
+            mails_waited_after_exit_s=waited,
+            outcomes=onboarding.outcomes(report_csv),
+            cpu_ms_per_row=cpu,
+            memory_mib=onboarding.memory_at(bulk["samples"], rows),
+        )
+        result["bulk"] = bulk
+        result["load_average_1min"].append(load_average())
+
+        before = meter.snapshot()
+        searches = onboarding.raw_searches(slapd.url, people)
+        after = meter.snapshot()
+        searches["cpu_ms"] = CpuMeter.per_request(before, after, rows)
+        result["searches"] = searches
+
+        sender, message = onboarding_mail(env, people[0])
+        mails_before = sink.count()
+        before = meter.snapshot()
+        raw = onboarding.raw_mails(sink.port, sender, lambda n: [people[n % rows].recovery[0]], message, rows)
+        arrived, _ = sink.wait_for(mails_before + rows, timeout=60)
+        after = meter.snapshot()
+        raw["cpu_ms"] = CpuMeter.per_request(before, after, rows)
+        raw["mails"] = arrived - mails_before
+        result["sink"] = raw
+        result["load_average_1min"].append(load_average())
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    result["reference_s"] = result["searches"]["seconds"] + result["sink"]["seconds"]
+    result["ratio"] = result["bulk"]["seconds"] / result["reference_s"]
+    return result
+
+
+def run_extra(only, slapd, redis, redis_port, env, people, pool, args, extra, started_at) -> None:
+    """Run the scenarios run once (flat, onboarding), with an instant SMTP sink of their own."""
+    sink = Sink(sandbox.free_port(), 0.0)
+    try:
+        if "flat" in only:
+            print(f"flat costs ({time.monotonic() - started_at:.0f} s)...", flush=True)
+            extra["flat"] = flat_costs(slapd, sink.port, redis, redis_port, sink, people, pool, args)
+            extra["memory_limiter"] = memory_limiter_costs(args.flat_requests)
+        if "onboarding" in only:
+            print(f"onboarding: {args.onboard_rows} people ({time.monotonic() - started_at:.0f} s)...", flush=True)
+            meter = CpuMeter({"slapd": slapd.process.pid, "smtp": sink.process.pid, "redis": redis.pid})
+            cli_env = {**env, "PWDRST_MAIL_PORT": str(sink.port)}
+            extra["onboarding"] = onboarding_costs(
+                slapd, cli_env, sink, meter, people[: args.onboard_rows], args.profile
+            )
+    finally:
+        sink.stop()
+
+
+def memory_limiter_costs(keys: int) -> dict:
+    """Per-check CPU of the in-memory limit stores with no keys and with `keys` held (benchmarks/limits_memory.py)."""
+    import limits_memory
+
+    from pwdrst.ratelimit import FlatMemoryStorage
+
+    rows = {}
+    for storage in (FlatMemoryStorage, limits_memory.MemoryStorage):
+        empty = limits_memory.per_check_cpu(storage, 0, 200, 0.015)
+        held = limits_memory.per_check_cpu(storage, keys, 200, 0.015)
+        rows[storage.__name__] = {"empty_us": empty * 1e6, "held_us": held * 1e6, "ratio": held / empty}
+    return rows
+
+
 def scenario_links(port, links, concurrency, generations, seconds):
     """Open a link, fetch the form, set the password: each link once (the window ends when they run out)."""
     pending = list(links)
@@ -402,28 +649,38 @@ def scenario_page(port, concurrency, seconds):
     return closed_loop(port, concurrency, range(1000), lambda tab, _: tab.request("GET", "/reset")[0] == 200, seconds)
 
 
-def issue_links(env, people, max_age=3600):
-    """Issue links with the app's own code (same key, same fingerprints), as the helpdesk would."""
+def app_settings_only(env: dict) -> dict:
+    """Return the app's own settings of a benchmark environment (not gunicorn's)."""
+    return {k: v for k, v in env.items() if k.startswith("PWDRST_") and not k.startswith("PWDRST_GUNICORN_")}
+
+
+@contextlib.contextmanager
+def app_from(env):
+    """Yield an app of this process made from the benchmark's settings (same key, same directory)."""
     saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(
-        {k: v for k, v in env.items() if k.startswith("PWDRST_") and not k.startswith("PWDRST_GUNICORN_")}
-    )
+    os.environ.update(app_settings_only(env))
     try:
         from pwdrst import create_app
-        from pwdrst.links import reset_link
 
         app = create_app()
         with app.app_context():
-            directory = app.extensions["pwdrst.directory"]
-            links = [(p, reset_link(directory.get_account(p.uid), "helpdesk", max_age)) for p in people]
-            directory.close()
-        return links
+            yield app
+            app.extensions["pwdrst.directory"].close()
     finally:
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def issue_links(env, people, max_age=3600):
+    """Issue links with the app's own code (same key, same fingerprints), as the helpdesk would."""
+    from pwdrst.links import reset_link
+
+    with app_from(env) as app:
+        directory = app.extensions["pwdrst.directory"]
+        return [(p, reset_link(directory.get_account(p.uid), "helpdesk", max_age)) for p in people]
 
 
 # -- the run
@@ -457,16 +714,40 @@ def main(argv=None) -> int:
     parser.add_argument("--concurrency", type=int, default=8, help="connections of the load generator")
     parser.add_argument("--links", type=int, default=1500, help="links issued per round (each used once)")
     parser.add_argument("--smtp-delay", type=float, default=2.0, help="the slow SMTP server's delay")
-    parser.add_argument("--only", default="", help="comma-separated scenarios to run (default: all)")
+    parser.add_argument(
+        "--only",
+        default="",
+        help=f"comma-separated scenarios to run, of {', '.join(ROUNDS + EXTRA)} (default: {', '.join(ROUNDS)}; "
+        "flat and onboarding take several minutes each, so they run only when named)",
+    )
+    parser.add_argument("--flat-requests", type=int, default=20000, help="flat: reset requests between its rounds")
+    parser.add_argument("--flat-seconds", type=float, default=10.0, help="flat: the length of each of its rounds")
+    parser.add_argument(
+        "--flat-limiter",
+        choices=("redis", "memory"),
+        default="redis",
+        help="flat: the limits' storage (memory runs one gunicorn worker: several refuse in-memory limits)",
+    )
+    parser.add_argument("--onboard-rows", type=int, default=10000, help="onboarding: rows (as many people at least)")
+    parser.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="onboarding: record bulk-issue with py-spy (collapsed stacks, every thread) into FILE; slows it down",
+    )
     parser.add_argument("--meter", action="store_true", help="each change first asks the strength meter")
     parser.add_argument("--no-mail", action="store_true", help="no notification mail after a change")
     parser.add_argument("--json", default=os.path.join(HERE, "results", "latest.json"))
     args = parser.parse_args(argv)
 
-    only = set(filter(None, args.only.split(","))) or {"change", "reset", "links", "page", "slow"}
+    only = set(filter(None, args.only.split(","))) or set(ROUNDS)
+    if only - set(ROUNDS + EXTRA):
+        parser.error(f"unknown scenarios: {', '.join(sorted(only - set(ROUNDS + EXTRA)))}")
     seconds, concurrency = args.seconds, args.concurrency
     if args.people < 1000 + args.links:
         parser.error(f"--people must be at least {1000 + args.links}")
+    if "onboarding" in only and args.people < args.onboard_rows:
+        print(f"onboarding: {args.onboard_rows} rows need as many people: --people {args.onboard_rows}")
+        args.people = args.onboard_rows
     started_at = time.monotonic()
     people = make_people(args.people)
     generations = {int(p.uid[1:]): 0 for p in people}
@@ -493,6 +774,7 @@ def main(argv=None) -> int:
     meter = CpuMeter(parts)
     figures = {k: [] for k in ("reference", "change", "reset_fast", "reset_slow", "links", "page")}
     loads = []
+    extra = {}
     mail_each = 0 if args.no_mail else 1
     try:
         for r in range(args.rounds):
@@ -534,6 +816,9 @@ def main(argv=None) -> int:
                 figures["page"].append(measured(meter, lambda: scenario_page(port, concurrency, seconds)))
             print(f"round {r + 1} of {args.rounds} done ({time.monotonic() - started_at:.0f} s)", flush=True)
 
+        if only & set(EXTRA):
+            run_extra(only, slapd, redis, redis_port, env, people, pools["reset"], args, extra, started_at)
+
         if "slow" in only:
             # The slow SMTP server: one round (its mails take a while to drain), after the others.
             sink.stop()
@@ -561,6 +846,7 @@ def main(argv=None) -> int:
     bounded.check("warm-up-the-dictionaries", JAN)
     policy_worst = max(max(row.values()) for row in time_checks(bounded, 5, random.Random(1))[0].values())
     report = build_report(figures, rss, policy_worst, loads, args)
+    report.update(extra)
     print_report(report)
     os.makedirs(os.path.dirname(args.json), exist_ok=True)
     with open(args.json, "w", encoding="utf-8") as fh:
@@ -647,6 +933,75 @@ def print_report(report) -> None:
         )
     print(f"policy check, worst case: {report['policy_worst_ms']:.1f} ms")
     print(f"gunicorn workers: {len(report['worker_rss_mib'])}, resident memory (MiB): {report['worker_rss_mib']}")
+    if "flat" in report:
+        print_flat(report["flat"], report.get("memory_limiter"))
+    if "onboarding" in report:
+        print_onboarding(report["onboarding"])
+
+
+def cpu_columns(cpu: dict) -> str:
+    return "".join(f"{cpu[p]:>7.2f}" for p in PARTS)
+
+
+def print_flat(flat: dict, memory: dict | None) -> None:
+    loads = ", ".join(f"{v:.2f}" for v in flat["load_average_1min"])
+    print(f"\nflat costs: limits in {flat['limiter']}, load average (1 min) before, between, after: {loads}")
+    print(f"{'':<40}{'':>8}{'':>8}{'CPU ms per request':^35}")
+    head = f"{'reset requests, each from a new address':<40}{'count':>8}{'per s':>8}"
+    print(head + "".join(f"{p:>7}" for p in PARTS))
+    rows = [("first round", flat["first"])]
+    rows += [(f"  then {f['count']} more ({i + 1} of {len(flat['fill'])})", f) for i, f in enumerate(flat["fill"])]
+    rows.append(("second round", flat["second"]))
+    for label, row in rows:
+        print(f"{label:<40}{row['count']:>8}{row['rate']:>8.1f}{cpu_columns(row['cpu_ms'])}")
+    verdict = "met" if flat["ratio"] <= 1.05 else f"missed by {(flat['ratio'] - 1.05) * 100:.1f} points"
+    print(
+        f"second / first round, app CPU per request: {flat['ratio']:.3f} after {flat['requests_between']} requests "
+        f"(goal: at most 5 % above the first: {verdict})"
+    )
+    keys = flat["keys"]
+    print(
+        f"limiter keys held: {keys['before']} before, {keys['after_first']} after the first round, "
+        f"{keys['after_fill']} before the second, {keys['after_second']} after it"
+        + (" (Redis)" if flat["limiter"] == "redis" else " (Redis unused by the limits: these are 0)")
+    )
+    for name, row in (memory or {}).items():
+        print(
+            f"in-memory store {name}, CPU per check: {row['empty_us']:.1f} µs with no keys, "
+            f"{row['held_us']:.1f} µs with {flat['requests_between']} held, ratio {row['ratio']:.2f}"
+        )
+
+
+def print_onboarding(onb: dict) -> None:
+    bulk, searches, sink = onb["bulk"], onb["searches"], onb["sink"]
+    loads = ", ".join(f"{v:.2f}" for v in onb["load_average_1min"])
+    rows = onb["rows"]
+    print(f"\nonboarding: {rows} rows, load average (1 min) before bulk-issue, searches, SMTP: {loads}")
+    print(f"{'':<40}{'':>8}{'':>8}{'CPU ms per row (app = the command)':^35}")
+    print(f"{'what':<40}{'seconds':>8}{'ratio':>8}" + "".join(f"{p:>7}" for p in PARTS))
+    reference = onb["reference_s"]
+    for label, row, cpu in (
+        ("bulk-issue (flask --app pwdrst ...)", bulk, bulk["cpu_ms_per_row"]),
+        ("raw ldap3 searches, one connection", searches, {**searches["cpu_ms"], "app": 0.0}),
+        ("raw smtplib to the sink, one connection", sink, {**sink["cpu_ms"], "app": 0.0}),
+    ):
+        print(f"{label:<40}{row['seconds']:>8.1f}{row['seconds'] / reference:>8.2f}{cpu_columns(cpu)}")
+    verdict = "met" if onb["ratio"] <= 3 else f"missed: {onb['ratio'] / 3:.2f} times the goal"
+    print(
+        f"bulk-issue / (searches + SMTP sink) = {bulk['seconds']:.1f} / ({searches['seconds']:.1f} + "
+        f"{sink['seconds']:.1f}) = {onb['ratio']:.2f} (goal at most 3: {verdict})"
+    )
+    memory = bulk["memory_mib"]
+    print(
+        f"bulk-issue: mails delivered {bulk['mails']} of {rows}; outcomes {bulk['outcomes']}; first row after "
+        f"{bulk['first_row_s'] or 0:.1f} s; CPU {bulk['cpu_ms'] / 1000:.1f} s (user {bulk['user_ms'] / 1000:.1f}, "
+        f"system {bulk['system_ms'] / 1000:.1f})"
+    )
+    print(
+        f"bulk-issue memory (MiB, PSS of its {memory['processes']} processes) at 10 %, 50 %, 100 % of the rows: "
+        f"{memory['10%']}, {memory['50%']}, {memory['100%']}; peak {memory['peak']}"
+    )
+    print(f"raw mails: {sink['mails']} of {rows} delivered, {sink['message_bytes']} bytes each (a rendered mail)")
 
 
 if __name__ == "__main__":

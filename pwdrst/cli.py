@@ -1,13 +1,18 @@
 """Command-line tools for administrators: `flask --app pwdrst <command>`."""
 
 import csv
+import gc
 import getpass
 import io
+import multiprocessing
 import os
+import queue
 import resource
 import smtplib
 import stat
 import sys
+import threading
+import traceback
 
 import click
 from flask import current_app
@@ -169,13 +174,27 @@ def issue_link_command(identifier, send, max_age, allow_protected):
     click.echo("sent to " + ", ".join(mask_address(a) for a in account.recovery_addresses))
 
 
+# Rows from which bulk-issue spreads its work over processes by default: below, forking costs more than it saves.
+PARALLEL_FROM_ROWS = 200
+
+
+def default_jobs(rows: int) -> int:
+    """Return how many processes bulk-issue uses for so many rows: one per core (at most 4) for a large file."""
+    return min(4, os.cpu_count() or 1) if rows >= PARALLEL_FROM_ROWS else 1
+
+
 @click.command("bulk-issue")
 @click.argument("csv_file", type=click.File("r", encoding="utf-8-sig"))
 @click.option("--dry-run", is_flag=True, help="Check every row; issue and send nothing.")
 @click.option("--report", type=click.File("w", encoding="utf-8"), help="Write the CSV report here (default: stdout).")
 @click.option("--max-age", type=int, help="Seconds the links live (default CLI_LINK_MAX_AGE).")
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    help=f"Processes issuing links at once (default: one per core, at most 4, from {PARALLEL_FROM_ROWS} rows).",
+)
 @with_appcontext
-def bulk_issue(csv_file, dry_run, report, max_age):
+def bulk_issue(csv_file, dry_run, report, max_age, jobs):
     """Mail a reset link to each person of a CSV file (one identifier per row, first column)."""
     max_age = checked_max_age(max_age)
     actor = cli_actor()
@@ -186,6 +205,13 @@ def bulk_issue(csv_file, dry_run, report, max_age):
     writer = csv.writer(out)
     writer.writerow(["identifier", "outcome", "detail"])
     seen: set[str] = set()
+    first_of_each = []
+    for identifier in rows:
+        if identifier.lower() not in seen:
+            seen.add(identifier.lower())
+            first_of_each.append(identifier)
+    issued = issue_rows(first_of_each, max_age, actor, dry_run, jobs or default_jobs(len(first_of_each)))
+    seen.clear()
     counts: dict[str, int] = {}
     with click.progressbar(rows, label="Issuing links", file=sys.stderr) as bar:
         for identifier in bar:
@@ -193,14 +219,110 @@ def bulk_issue(csv_file, dry_run, report, max_age):
                 outcome, detail = "duplicate", "already in this file"
             else:
                 seen.add(identifier.lower())
-                outcome, detail = report_row(identifier, max_age, actor, dry_run)
+                outcome, detail = next(issued)
             counts[outcome] = counts.get(outcome, 0) + 1
             writer.writerow([identifier, outcome, detail])
+    # Let the processes, if any, hand over their last word (mail they could not deliver).
+    for _ in issued:
+        pass
     if counts.get("sent"):
         deliver_queued_mail(counts["sent"])
     (report or sys.stdout).write(out.getvalue())
     summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items())) or "no rows"
     click.echo(f"bulk-issue: {summary}", err=True)
+
+
+def issue_rows(identifiers, max_age: int, actor: str, dry_run: bool, jobs: int):
+    """Yield report_row's (outcome, detail) for each identifier, in their order; with jobs > 1, from forked processes.
+
+    One process spends most of its time on the directory's and the SMTP server's answers and on
+    Python work that holds the interpreter lock (reading entries, rendering and encoding mail), so
+    a large file is shared over several: each has its own directory connection and mail queue, and
+    delivers its mail before it ends. Rows go out through a bounded queue and come back in any
+    order; they are yielded in file order, so memory holds at most the rows in flight.
+    """
+    if jobs <= 1 or len(identifiers) <= 1:
+        for identifier in identifiers:
+            yield report_row(identifier, max_age, actor, dry_run)
+        return
+    yield from _issue_in_processes(identifiers, max_age, actor, dry_run, min(jobs, len(identifiers)))
+
+
+def _issue_in_processes(identifiers, max_age, actor, dry_run, jobs):
+    # fork: each process starts with the app as it is, and no thread of this one is running yet
+    # (the mail queue starts its threads on the first mail), so nothing is held at the fork.
+    context = multiprocessing.get_context("fork")
+    tasks = context.Queue(maxsize=jobs * 32)
+    results = context.Queue()
+    app = current_app._get_current_object()
+    workers = [
+        context.Process(target=_bulk_worker, args=(app, tasks, results, max_age, actor, dry_run), daemon=True)
+        for _ in range(jobs)
+    ]
+    # Frozen, the objects they inherit stay out of their collections, which would otherwise write to
+    # (and so copy) every page of them: the processes share this one's memory instead of doubling it.
+    gc.freeze()
+    try:
+        for worker in workers:
+            worker.start()
+    finally:
+        gc.unfreeze()
+
+    def feed():
+        for task in enumerate(identifiers):
+            tasks.put(task)
+        for _ in workers:
+            tasks.put(None)
+
+    threading.Thread(target=feed, name="pwdrst-bulk-feed", daemon=True).start()
+    done: dict[int, tuple[str, str]] = {}
+    next_row = finished = undelivered = 0
+    try:
+        while finished < jobs:
+            try:
+                message = results.get(timeout=1)
+            except queue.Empty:
+                if any(w.exitcode not in (None, 0) for w in workers):
+                    raise click.ClickException("a bulk-issue process ended unexpectedly: see the log") from None
+                continue
+            if message[0] == "row":
+                done[message[1]] = message[2]
+                while next_row in done:
+                    yield done.pop(next_row)
+                    next_row += 1
+            elif message[0] == "done":
+                finished += 1
+                undelivered += message[1]
+            else:
+                raise click.ClickException(f"a bulk-issue process failed:\n{message[1]}")
+    finally:
+        tasks.cancel_join_thread()
+        for worker in workers:
+            if worker.is_alive() and finished < jobs:
+                worker.terminate()
+            worker.join(5)
+    if undelivered:
+        raise click.ClickException("some mail could not be delivered: see the log for the recipients")
+
+
+def _bulk_worker(app, tasks, results, max_age, actor, dry_run) -> None:
+    """Issue the rows of the task queue until None; deliver this process's mail; report each row and the end."""
+    try:
+        with app.app_context():
+            # Connections inherited from the parent are shared with it and the other processes: new ones.
+            directory.close()
+            sent = 0
+            while (task := tasks.get()) is not None:
+                index, identifier = task
+                outcome = report_row(identifier, max_age, actor, dry_run)
+                sent += outcome[0] == "sent"
+                results.put(("row", index, outcome))
+            queue_ = mail_queue()
+            delivered = queue_.drain(timeout=max(30.0, sent * 2.0)) and not queue_.failed
+            results.put(("done", 0 if delivered else 1))
+    except BaseException:  # noqa: BLE001 - whatever it was, the parent must hear of it rather than wait
+        results.put(("failed", traceback.format_exc()))
+        raise
 
 
 @click.command("build-breach-filter")

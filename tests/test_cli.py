@@ -2,10 +2,11 @@
 
 import csv
 import io
+import json
 
 import pytest
 
-from pwdrst import sandbox
+from pwdrst import cli, sandbox
 
 
 def report_rows(text: str) -> list[dict]:
@@ -112,3 +113,49 @@ def test_bulk_issue_skips_protected_accounts(app, runner, smtp, tmp_path):
     rows = report_rows(runner.invoke(args=["bulk-issue", path]).stdout)
     assert rows[0]["outcome"] == "protected"
     assert smtp.delivered(app) == []
+
+
+def test_bulk_issue_in_processes_reports_every_row_in_file_order(make_app, smtp, tmp_path, make_person):
+    audit_log = tmp_path / "audit.jsonl"
+    runner = make_app(AUDIT_LOG=str(audit_log)).test_cli_runner()
+    people = [make_person() for _ in range(5)]
+    lonely = make_person(recovery=False)
+    identifiers = [p.uid for p in people[:3]] + ["nobody-at-all", people[0].mail[0].upper(), lonely.uid]
+    identifiers += [p.mail[1] for p in people[3:]]
+    path = write_csv(tmp_path, identifiers)
+    result = runner.invoke(args=["bulk-issue", path, "--jobs", "3"])
+    assert result.exit_code == 0, result.output
+    rows = report_rows(result.stdout)
+    assert [(r["identifier"], r["outcome"]) for r in rows] == list(
+        zip(identifiers, ["sent"] * 3 + ["unknown", "sent", "no_recovery_address"] + ["sent"] * 2, strict=True)
+    )
+    messages = smtp.wait_for(6)
+    assert sorted(m["X-Envelope-To"] for m in messages) == sorted(p.recovery[0] for p in people + [people[0]])
+    # The processes write the audit log too: one line per row issued, none lost.
+    events = [json.loads(line) for line in audit_log.read_text(encoding="utf-8").splitlines()]
+    assert sorted(e["outcome"] for e in events if e["event"] == "cli_link") == sorted(r["outcome"] for r in rows)
+
+
+def test_bulk_issue_in_processes_ends_with_an_error_when_one_fails(make_app, smtp, tmp_path, make_person, monkeypatch):
+    runner = make_app().test_cli_runner()
+
+    def broken(*args):
+        raise RuntimeError("a bug in one row")
+
+    monkeypatch.setattr(cli, "report_row", broken)  # inherited by the forked processes
+    path = write_csv(tmp_path, [make_person().uid, make_person().uid])
+    result = runner.invoke(args=["bulk-issue", path, "--jobs", "2"])
+    assert result.exit_code != 0
+    assert "a bulk-issue process failed" in result.output and "a bug in one row" in result.output
+
+
+@pytest.mark.parametrize(("rows", "jobs"), [(1, 1), (cli.PARALLEL_FROM_ROWS - 1, 1)])
+def test_bulk_issue_runs_a_small_file_in_one_process(rows, jobs):
+    assert cli.default_jobs(rows) == jobs
+
+
+def test_bulk_issue_shares_a_large_file_over_the_cores(monkeypatch):
+    monkeypatch.setattr(cli.os, "cpu_count", lambda: 2)
+    assert cli.default_jobs(cli.PARALLEL_FROM_ROWS) == 2
+    monkeypatch.setattr(cli.os, "cpu_count", lambda: 64)
+    assert cli.default_jobs(10000) == 4
