@@ -310,7 +310,7 @@ def _bulk_worker(app, tasks, results, max_age, actor, dry_run) -> None:
     try:
         with app.app_context():
             # Connections inherited from the parent are shared with it and the other processes: new ones.
-            directory.close()
+            directory.after_fork()
             sent = 0
             while (task := tasks.get()) is not None:
                 index, identifier = task

@@ -338,3 +338,24 @@ def test_connections_are_reused_per_thread(directory):
     thread.join()
     assert seen[0] is not first
     assert len(directory.pool._open_connections) == 2
+
+
+def test_a_forked_child_opens_its_own_connections_and_leaves_the_parents_alone(directory):
+    import os
+
+    assert directory.get_account("jkowalski") is not None  # the parent's connection is open
+    _, before = directory.pool._local.service
+    pid = os.fork()
+    if pid == 0:  # the child: work on its own connection, then leave without cleaning up
+        code = 3
+        try:
+            directory.after_fork()
+            account = directory.get_account("jkowalski")
+            code = 0 if account is not None and directory.pool._local.service[1] is not before else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    # The parent's connection still answers: the child never unbound it (a close() would have).
+    assert directory.get_account("msmith") is None and directory.get_account("anowak") is not None
+    assert directory.pool._local.service[1] is before

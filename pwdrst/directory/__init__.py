@@ -167,6 +167,10 @@ class Directory:
         """Close every connection of every thread (at shutdown); later operations reconnect."""
         self.pool.close()
 
+    def after_fork(self) -> None:
+        """In a forked child process: open connections of its own, leaving the parent's untouched."""
+        self.pool.after_fork()
+
     def _search(self, base: str, search_filter: str, attributes, scope=ldap3.SUBTREE, size_limit=0):
         def search(conn):
             conn.search(base, search_filter, scope, attributes=attributes, size_limit=size_limit)

@@ -165,6 +165,24 @@ class ConnectionPool:
             self._open_connections.discard(conn)
         close(conn)
 
+    def after_fork(self) -> None:
+        """In a forked child: leave the parent's connections to the parent, and open our own later.
+
+        The child shares their sockets, so unbinding them (close) would end the parent's sessions on
+        the server; it closes only its own copies of the descriptors. The lock and the per-thread
+        connections are new too: another thread of the parent may have held them at the fork.
+        """
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        connections, self._open_connections = self._open_connections, set()
+        self._generation += 1
+        for conn in connections:
+            if getattr(conn, "socket", None) is not None:
+                try:
+                    conn.socket.close()
+                except OSError:
+                    pass
+
     def close(self) -> None:
         """Close every connection of every thread (at shutdown); later operations reconnect."""
         with self._lock:
