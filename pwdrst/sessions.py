@@ -59,6 +59,18 @@ class _Guarded:
 class RedisSessions(_Guarded, RedisSessionInterface):
     """Sessions in Redis, shared by every worker and app server."""
 
+    def open_session(self, app, request):
+        # The ended-id check rides in the session's own read (_retrieve_session_data): one round trip.
+        return RedisSessionInterface.open_session(self, app, request)
+
+    def _retrieve_session_data(self, store_id: str):
+        """Return the stored session, or None when there is none or its id has ended (one MGET)."""
+        ended = MARK_PREFIX + "ended:" + store_id.removeprefix(self.key_prefix)
+        mark, data = self.client.mget([ended, store_id])
+        if mark is not None or not data:
+            return None  # Flask-Session then starts an empty session under a new id
+        return self.serializer.decode(data)
+
 
 class FileSessions(_Guarded, CacheLibSessionInterface):
     """Sessions in a directory, shared by the workers of one machine."""

@@ -238,6 +238,24 @@ def test_app_servers_share_sessions_and_their_end_through_redis(
     assert not logged_in(copy_of(first, other))
 
 
+def test_an_ended_id_stays_ended_in_redis_even_if_a_racing_request_writes_it_back(
+    make_app, make_person, redis_server, login, submit
+):
+    _, uri = redis_server
+    app = make_app(SESSION_STORAGE_URI=uri)
+    person = make_person()
+    client = app.test_client()
+    login(client, person.uid, person.password)
+    store = redis.Redis.from_url(uri)
+    key = "pwdrst:session:" + session_id(client)
+    saved = store.get(key)
+    copy = copy_of(app, client)
+    submit(client, "/logout", {}, form_url="/password")
+    assert not store.exists(key)
+    store.set(key, saved)  # a request that loaded the session before the logout saves it back
+    assert not logged_in(copy)
+
+
 # -- settings and start-up
 
 
