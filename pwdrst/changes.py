@@ -6,7 +6,7 @@ must know. Views call these and translate the domain errors they raise into sent
 
 from flask import current_app
 
-from pwdrst import audit, hooks, identity, mail, ratelimit
+from pwdrst import audit, hooks, identity, links, mail, ratelimit
 from pwdrst.directory import (
     Account,
     AccountChanged,
@@ -23,18 +23,30 @@ from pwdrst.links import Token, TokenUsed
 def reset_with_link(held: Token, account: Account, new: str) -> bool:
     """Set the password a reset link was opened for; raise TokenUsed if the link was used meanwhile.
 
-    The write happens only if the password is still the one the link was checked against, so a link
-    used twice at the same moment writes once: OpenLDAP checks that in the write itself; for AD,
-    which cannot, the link is first claimed in the shared store (limits and sessions). Raise
-    PasswordRejected when the directory refuses. Return True if the account stays locked.
+    account is the one kept when the link was opened. The write happens only if the password is
+    still the one the link was checked against, so a link used twice at the same moment writes once:
+    OpenLDAP checks that in the write itself, first against the entry's revision as it was at the
+    opening (no search: the common case), and when anything of the entry moved since (a failed
+    login, a recovery address), against the stored password values read again. AD, which cannot,
+    reads the account again and claims the link in the shared store (limits and sessions) first.
+    Raise PasswordRejected when the directory refuses. Return True if the account stays locked.
     """
     ratelimit.link_use()
     unlock = current_app.config["RESET_UNLOCKS_ACCOUNT"]
     claimed = not directory.writes_once
+    if claimed or not account.revision or (account.locked and not unlock):
+        account = links.account_to_reset(held, account)  # the lock, too, may have gone since the opening
     if claimed and not ratelimit.claim(held.claim_name, held.remaining):
         raise TokenUsed("used")
     try:
-        still_locked = directory.reset_password(account, new, unlock=unlock, as_read=True)
+        try:
+            still_locked = directory.reset_password(account, new, unlock=unlock, as_read=True)
+        except AccountChanged:
+            if account.password_state:
+                raise
+            # The entry moved since the link was opened: is its password still the link's?
+            account = links.account_to_reset(held, account)
+            still_locked = directory.reset_password(account, new, unlock=unlock, as_read=True)
     except AccountChanged:
         # The same link was used a moment ago (another tab, a double click): it worked once.
         raise TokenUsed("used") from None

@@ -65,7 +65,6 @@ def new_password():
         held, account = links.verify_opened(session.get("reset"), session.get("reset_account"))
         form = NewPasswordForm(account=account)
         if form.validate_on_submit():
-            account = links.account_to_reset(held, account)
             still_locked = changes.reset_with_link(held, account, form.new_password.data)
             session.pop("reset")
             session.pop("reset_account", None)

@@ -180,9 +180,24 @@ def test_a_link_use_searches_the_directory_at_opening_and_at_the_submit_only(
     password = "Zielony-parasol-nad-Wisłą-7"
     response = client.post("/reset/new", data={"csrf_token": token, "new_password": password, "confirm": password})
     assert response.status_code == 303
-    # The submit reads the account again for the write's assertion on the stored password values,
-    # then the logged-out reset needs no more (the policy's DN is cached).
-    assert len(searches) == 2
+    # The submit writes asserting the entry's revision as it was at the opening: no search.
+    assert len(searches) == 1
+    assert can_bind(person.dn, password)
+
+
+def test_a_link_still_works_when_the_entry_moved_since_it_was_opened(
+    client, csrf_token, reset_flow, make_person, can_bind, searches
+):
+    person = make_person()
+    link = reset_flow.link(person.uid)
+    assert reset_flow.open(link).status_code == 303
+    token = csrf_token(client.get("/reset/new"))
+    assert not can_bind(person.dn, "a-wrong-password")  # a failed login: pwdFailureTime moves the entry
+    searches.clear()
+    password = "Zielony-parasol-nad-Wisłą-7"
+    response = client.post("/reset/new", data={"csrf_token": token, "new_password": password, "confirm": password})
+    assert response.status_code == 303
+    assert len(searches) == 1  # the revision's assertion failed; the stored password was read and asserted
     assert can_bind(person.dn, password)
 
 

@@ -32,6 +32,9 @@ class Account:
     disabled: bool = False
     # A digest of the password state alone: a session ends when it moves (a change anywhere).
     password_fingerprint: str = ""
+    # The entry's revision where the directory keeps one (OpenLDAP: entryCSN, microseconds): a write
+    # asserting it succeeds only if nothing of the entry changed since it was read. Not a secret.
+    revision: str = ""
 
     @property
     def all_addresses(self) -> tuple[str, ...]:

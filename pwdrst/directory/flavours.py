@@ -104,7 +104,7 @@ class OpenLDAP(Flavour):
 
     def account_attributes(self) -> set[str]:
         attrs = {"userPassword", "pwdChangedTime", "pwdAccountLockedTime", "pwdPolicySubentry", "pwdGraceUseTime"}
-        return attrs | {"pwdReset"}
+        return attrs | {"pwdReset", "entryCSN"}
 
     def account(self, entry, base: dict) -> Account:
         attrs = entry["attributes"]
@@ -122,6 +122,7 @@ class OpenLDAP(Flavour):
             fingerprint=fingerprint(entry["dn"], state),
             must_change=first(attrs.get("pwdReset")).upper() == "TRUE",
             password_state=tuple(raw.get("userPassword") or ()),
+            revision=first(attrs.get("entryCSN")),
         )
 
     def _policy(self, dn: str | None) -> dict:
@@ -189,9 +190,13 @@ class OpenLDAP(Flavour):
         return False
 
     def _replace_if_unchanged(self, conn, account: Account, new: bytes) -> None:
+        # The stored password values when the account was read with them; otherwise (the account a
+        # link's session kept, which never holds them) the entry's revision: nothing changed at all.
         if account.password_state:
             clauses = "".join(f"(userPassword={escape_filter_chars(v)})" for v in account.password_state)
             assertion = f"(&{clauses})"
+        elif account.revision:
+            assertion = f"(entryCSN={escape_filter_chars(account.revision)})"
         else:
             assertion = "(!(userPassword=*))"
         compiled = compile_filter(parse_filter(assertion, None, False, True, None, False).elements[0])
