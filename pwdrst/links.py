@@ -228,10 +228,11 @@ def verify_opened(token: str | None, kept) -> tuple[Token, Account]:
 def account_to_reset(held: Token, account: Account) -> Account:
     """Read the account again just before a reset by link writes; raise TokenUsed if its state moved.
 
-    The second and last directory search of a link use. OpenLDAP's write asserts the stored password
-    values (RFC 4528), which the session never holds; on AD, which claims the link in the shared
-    store instead, it keeps a password changed by other means since the link was opened from being
-    overwritten.
+    A second directory search, only when it is needed: on AD, which claims the link in the shared
+    store instead of asserting anything in the write, it keeps a password changed by other means
+    since the link was opened from being overwritten; on OpenLDAP, when the write asserting the
+    entry's revision kept at the opening failed (something of the entry moved), it gives the stored
+    password values to assert instead (RFC 4528), which the session never holds.
     """
     fresh = directory.get_account(held.login)
     if fresh is None or fresh.dn != account.dn or not same_state(held, fresh.fingerprint):
