@@ -213,23 +213,32 @@ def bulk_issue(csv_file, dry_run, report, max_age, jobs):
     issued = issue_rows(first_of_each, max_age, actor, dry_run, jobs or default_jobs(len(first_of_each)))
     seen.clear()
     counts: dict[str, int] = {}
-    with click.progressbar(rows, label="Issuing links", file=sys.stderr) as bar:
-        for identifier in bar:
-            if identifier.lower() in seen:
-                outcome, detail = "duplicate", "already in this file"
-            else:
-                seen.add(identifier.lower())
-                outcome, detail = next(issued)
-            counts[outcome] = counts.get(outcome, 0) + 1
-            writer.writerow([identifier, outcome, detail])
-    # Let the processes, if any, hand over their last word (mail they could not deliver).
-    for _ in issued:
-        pass
-    if counts.get("sent"):
-        deliver_queued_mail(counts["sent"])
+    failure = None
+    try:
+        with click.progressbar(rows, label="Issuing links", file=sys.stderr) as bar:
+            for identifier in bar:
+                if identifier.lower() in seen:
+                    outcome, detail = "duplicate", "already in this file"
+                else:
+                    seen.add(identifier.lower())
+                    outcome, detail = next(issued)
+                counts[outcome] = counts.get(outcome, 0) + 1
+                writer.writerow([identifier, outcome, detail])
+        # Let the processes, if any, hand over their last word (mail they could not deliver).
+        for _ in issued:
+            pass
+        if counts.get("sent"):
+            deliver_queued_mail(counts["sent"])
+    except click.ClickException as exc:
+        failure = exc  # the links issued so far are real: the report must still say which they are
     (report or sys.stdout).write(out.getvalue())
     summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items())) or "no rows"
+    done = sum(counts.values())
+    if done < len(rows):
+        summary += f"; stopped after {done} of {len(rows)} rows"
     click.echo(f"bulk-issue: {summary}", err=True)
+    if failure is not None:
+        raise failure
 
 
 def issue_rows(identifiers, max_age: int, actor: str, dry_run: bool, jobs: int):

@@ -108,6 +108,39 @@ def test_bulk_issue_writes_the_report_to_a_file(runner, smtp, tmp_path, make_per
     assert "w ciągu 72 godzin" in smtp.text(smtp.wait_for(1)[0])
 
 
+def test_bulk_issue_writes_its_report_even_when_mail_cannot_be_delivered(make_app, smtp, tmp_path, make_person):
+    runner = make_app(MAIL_RETRY_DELAYS=[0.1]).test_cli_runner()
+    person = make_person()
+    path = write_csv(tmp_path, [person.uid, "nobody-at-all"])
+    report = tmp_path / "report.csv"
+    smtp.stop()
+    result = runner.invoke(args=["bulk-issue", path, "--report", str(report)])
+    assert result.exit_code != 0 and "could not be delivered" in result.output
+    rows = report_rows(report.read_text(encoding="utf-8"))
+    assert [(r["identifier"], r["outcome"]) for r in rows] == [(person.uid, "sent"), ("nobody-at-all", "unknown")]
+
+
+def test_bulk_issue_reports_the_rows_done_before_a_process_failed(make_app, smtp, tmp_path, make_person, monkeypatch):
+    runner = make_app().test_cli_runner()
+    people = [make_person() for _ in range(3)]
+    real = cli.report_row
+
+    def breaks_on_the_last(identifier, *args):
+        if identifier == people[-1].uid:
+            raise RuntimeError("a bug in one row")
+        return real(identifier, *args)
+
+    monkeypatch.setattr(cli, "report_row", breaks_on_the_last)  # inherited by the forked process
+    report = tmp_path / "report.csv"
+    path = write_csv(tmp_path, [p.uid for p in people])
+    result = runner.invoke(args=["bulk-issue", path, "--jobs", "2", "--report", str(report)])
+    assert result.exit_code != 0 and "a bug in one row" in result.output
+    assert "stopped after" in result.output
+    rows = report_rows(report.read_text(encoding="utf-8"))
+    assert people[-1].uid not in [r["identifier"] for r in rows]
+    assert all(r["outcome"] == "sent" for r in rows)
+
+
 def test_bulk_issue_skips_protected_accounts(app, runner, smtp, tmp_path):
     path = write_csv(tmp_path, [sandbox.SAMPLE_PEOPLE[4].uid])
     rows = report_rows(runner.invoke(args=["bulk-issue", path]).stdout)
