@@ -235,8 +235,13 @@ def validate_theme(config) -> None:
             raise ConfigError(f"{key} must be one of {', '.join(suffixes)}: {path}")
     links = config["ORGANISATION_FOOTER_LINKS"]
     for link in links if isinstance(links, list | tuple) else [links]:
-        if not isinstance(link, list | tuple) or len(link) != 2 or not all(isinstance(x, str) and x for x in link):
-            raise ConfigError(f"ORGANISATION_FOOTER_LINKS must be a list of [label, URL] pairs, not {link!r}")
+        if not isinstance(link, list | tuple) or len(link) != 2 or not _is_label(link[0], config["LANGUAGES"]):
+            raise ConfigError(
+                "ORGANISATION_FOOTER_LINKS must be a list of [label, URL] pairs, a label being a text or "
+                f'{{"pl": text, "en": text}} in LANGUAGES, not {link!r}'
+            )
+        if not isinstance(link[1], str) or not link[1]:
+            raise ConfigError(f"ORGANISATION_FOOTER_LINKS: {link!r} has no URL")
         if urlsplit(link[1]).scheme not in ("http", "https", "mailto"):
             raise ConfigError(f"ORGANISATION_FOOTER_LINKS: {link[1]!r} is not an http, https or mailto URL")
     if config["THEME_FOLDER"] and not os.path.isdir(config["THEME_FOLDER"]):
@@ -250,6 +255,17 @@ def validate_theme(config) -> None:
         allowed_networks(config["METRICS_ALLOW"])
     except ValueError as exc:
         raise ConfigError(f"METRICS_ALLOW is invalid: {exc}") from None
+
+
+def _is_label(label, languages) -> bool:
+    """Whether a configured label is a non-empty text, or {language: non-empty text} in LANGUAGES."""
+    if isinstance(label, str):
+        return bool(label)
+    return (
+        isinstance(label, dict)
+        and bool(label)
+        and all(code in languages and isinstance(text, str) and text for code, text in label.items())
+    )
 
 
 def derive(config) -> None:

@@ -38,6 +38,8 @@ ORGANISATION_COLOUR = "#0b4f8a"
 
 # Links in every page's footer, as [label, URL] pairs (http, https or mailto), e.g.
 # [["Polityka prywatności", "https://uni.example/privacy"], ["Deklaracja dostępności", "https://..."]].
+# A label may also name its text in each language of LANGUAGES, shown in the page's language:
+# [[{"pl": "Polityka prywatności", "en": "Privacy policy"}, "https://uni.example/privacy"]].
 ORGANISATION_FOOTER_LINKS = []
 
 # A folder of the site's own templates, or None. A template there overrides the built-in one of the

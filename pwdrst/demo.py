@@ -24,8 +24,8 @@ SAMPLE_THEME = {
     "ORGANISATION_FAVICON_FILE": os.path.join(SAMPLE_THEME_DIR, "favicon.svg"),
     "ORGANISATION_COLOUR": "#7b1e3c",
     "ORGANISATION_FOOTER_LINKS": [
-        ["Polityka prywatności", "https://uni.example/prywatnosc"],
-        ["Deklaracja dostępności", "https://uni.example/dostepnosc"],
+        [{"pl": "Polityka prywatności", "en": "Privacy policy"}, "https://uni.example/prywatnosc"],
+        [{"pl": "Deklaracja dostępności", "en": "Accessibility statement"}, "https://uni.example/dostepnosc"],
     ],
 }
 

@@ -1,4 +1,7 @@
-"""How things are shown to people: masked addresses."""
+"""How things are shown to people: masked addresses, labels in the page's language."""
+
+from flask import current_app
+from flask_babel import get_locale
 
 
 def mask_address(address: str) -> str:
@@ -10,6 +13,18 @@ def mask_address(address: str) -> str:
     return f"{visible}***@{domain}"
 
 
+def in_language(label) -> str:
+    """Return a configured label in the page's language: a string as it is, or from {language: text}.
+
+    Without the page's language, the first of LANGUAGES that the label has, then any.
+    """
+    if isinstance(label, str):
+        return label
+    wanted = [str(get_locale() or ""), *current_app.config["LANGUAGES"]]
+    return next((label[code] for code in wanted if code in label), next(iter(label.values()), ""))
+
+
 def init_app(app) -> None:
     """Make the helpers available to templates."""
     app.jinja_env.filters["mask_address"] = mask_address
+    app.jinja_env.filters["in_language"] = in_language

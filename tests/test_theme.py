@@ -33,6 +33,9 @@ def test_contrast_is_computed_as_wcag_does():
         ("ORGANISATION_FAVICON_FILE", __file__),  # readable, but not an image
         ("ORGANISATION_FOOTER_LINKS", [["Privacy"]]),
         ("ORGANISATION_FOOTER_LINKS", [["Privacy", "javascript:alert(1)"]]),
+        ("ORGANISATION_FOOTER_LINKS", [[{"de": "Datenschutz"}, "https://uni.example/privacy"]]),
+        ("ORGANISATION_FOOTER_LINKS", [[{"en": ""}, "https://uni.example/privacy"]]),
+        ("ORGANISATION_FOOTER_LINKS", [[{}, "https://uni.example/privacy"]]),
         ("THEME_FOLDER", "/nonexistent/theme"),
     ],
 )
@@ -53,6 +56,22 @@ def test_the_sample_theme_shows_its_logo_colour_favicon_and_footer_links(make_ap
     assert logo.status_code == 200 and logo.mimetype == "image/svg+xml" and b"<svg" in logo.get_data()
     logo.close()
     assert make_app().test_client().get("/theme/logo").status_code == 404
+
+
+@pytest.mark.parametrize(("language", "label"), [("pl", "Deklaracja dostępności"), ("en", "Accessibility statement")])
+def test_footer_labels_follow_the_page_language(make_app, language, label):
+    client = make_app(**demo.SAMPLE_THEME).test_client()
+    client.get(f"/lang/{language}")
+    page = client.get("/").get_data(as_text=True)
+    assert f'<a href="https://uni.example/dostepnosc">{label}</a>' in page
+
+
+def test_a_footer_label_in_one_language_is_shown_in_every_language(make_app):
+    links = [[{"pl": "Tylko po polsku"}, "https://uni.example/pl"], ["Plain text", "https://uni.example/plain"]]
+    client = make_app(ORGANISATION_FOOTER_LINKS=links).test_client()
+    client.get("/lang/en")
+    page = client.get("/").get_data(as_text=True)
+    assert ">Tylko po polsku</a>" in page and ">Plain text</a>" in page
 
 
 def test_a_template_in_the_theme_folder_overrides_the_built_in_one_by_name(make_app, tmp_path):
