@@ -22,7 +22,7 @@ from pwdrst import breach, links, ratelimit, reminders
 from pwdrst.directory import DirectoryError, directory
 from pwdrst.display import mask_address
 from pwdrst.links import CannotIssue
-from pwdrst.mail import mail_queue
+from pwdrst.mail import DirectSender, mail_queue
 
 
 def init_app(app) -> None:
@@ -423,9 +423,13 @@ def notify_expiring(days, dry_run, report):
     writer.writerow(["login", "days_left", "outcome"])
     counts: dict[str, int] = {}
     try:
-        with reminders.open_record() as record, click.progressbar(people, label="Checking", file=sys.stderr) as bar:
+        with (
+            reminders.open_record() as record,
+            DirectSender() as sender,
+            click.progressbar(people, label="Checking", file=sys.stderr) as bar,
+        ):
             for account, max_age in bar:
-                row = reminders.remind(account, max_age, thresholds, record, actor, dry_run)
+                row = reminders.remind(account, max_age, thresholds, record, actor, None if dry_run else sender)
                 if row is None:
                     counts["no_expiry"] = counts.get("no_expiry", 0) + 1
                     continue
@@ -433,8 +437,10 @@ def notify_expiring(days, dry_run, report):
                 writer.writerow([row.login, row.days_left, row.outcome])
     except OSError as exc:
         raise click.ClickException(f"reminder record: {exc}") from None
-    if counts.get("sent"):
-        deliver_queued_mail(counts["sent"])
     (report or sys.stdout).write(out.getvalue())
     summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items())) or "nobody"
     click.echo(f"notify-expiring: {summary} (record: {reminders.describe_record()})", err=True)
+    if counts.get("mail_failed"):
+        raise click.ClickException(
+            f"{counts['mail_failed']} reminders could not be delivered (see the log); the next run sends them again"
+        )

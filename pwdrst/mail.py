@@ -104,6 +104,34 @@ class SmtpSession:
                 pass
 
 
+class DirectSender:
+    """Send mail now, one after another over one SMTP connection, and say whether each went.
+
+    For batch commands that must know, mail by mail, what was delivered before recording it (the
+    expiry reminders): the queue's worker threads retry in the background and cannot tell them.
+    A mail that fails is logged with its kind and recipients, never its body, and not retried: the
+    next run sends it again. Use it as a context manager inside the app context.
+    """
+
+    def __init__(self):
+        self.smtp = SmtpSession(current_app.extensions["mail"])
+
+    def __enter__(self) -> "DirectSender":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.smtp.close()
+
+    def send(self, job: "MailJob") -> bool:
+        """Render and send one mail; return whether the SMTP server took it."""
+        try:
+            self.smtp.send(job.render(current_app._get_current_object()))
+        except (smtplib.SMTPException, OSError) as exc:
+            logger.error("mail %s to %s undelivered: %s", job.template, ", ".join(job.recipients), exc)
+            return False
+        return True
+
+
 class MailQueue:
     """A queue of messages, delivered by worker threads with retries."""
 

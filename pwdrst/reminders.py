@@ -157,10 +157,12 @@ def people() -> list[tuple[Account, int | None]]:
     return directory.password_ages()
 
 
-def remind(
-    account: Account, max_age: int | None, thresholds: list[int], record, actor: str, dry_run: bool
-) -> Row | None:
-    """Decide one person's reminder and send it unless dry_run; return the report's row (None: no expiry)."""
+def remind(account: Account, max_age: int | None, thresholds: list[int], record, actor: str, sender) -> Row | None:
+    """Decide one person's reminder and send it (sender None: a dry run); return the report's row.
+
+    None: the password never expires. A reminder is recorded only once the SMTP server took it, so
+    one that could not be delivered goes again at the next run (the threshold then due).
+    """
     if not max_age or account.password_changed_at is None:
         return None
     expires = account.password_changed_at + timedelta(seconds=max_age)
@@ -178,10 +180,13 @@ def remind(
         return Row(account.login, days_left, "already_sent", threshold)
     if not account.all_addresses:
         return Row(account.login, days_left, "no_address", threshold)
-    if dry_run:
+    if sender is None:
         return Row(account.login, days_left, "would_send", threshold)
     with force_locale(current_app.config["LANGUAGES"][0]):
-        mail.expiry_reminder(account, expires, days_left)
+        draft = mail.expiry_reminder.draft(account, expires, days_left)
+    if not sender.send(draft):
+        audit.log("expiry_reminder", "mail_failed", account=account.login, actor=actor, days=threshold)
+        return Row(account.login, days_left, "mail_failed", threshold)
     # Kept until the password expires and a day more: by then no threshold of it can come due.
     record.mark(key, expires.timestamp() + DAY)
     audit.log("expiry_reminder", "sent", account=account.login, actor=actor, days=threshold, days_left=days_left)

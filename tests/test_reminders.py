@@ -123,6 +123,22 @@ def test_the_next_threshold_goes_when_it_comes_due_and_a_missed_day_skips_the_pa
     assert mails_to(smtp.delivered(app), [soon, late]) == {soon.uid: 2, late.uid: 2}
 
 
+def test_a_reminder_that_could_not_be_delivered_is_not_recorded_and_goes_at_the_next_run(
+    app, runner, smtp, person_at, audit
+):
+    person = person_at(6.5)
+    smtp.stop()
+    failed = runner.invoke(args=["notify-expiring"])
+    assert failed.exit_code != 0 and "could not be delivered" in failed.output
+    assert rows_of(failed.stdout, [person])[person.uid][1] == "mail_failed"
+    assert [e["outcome"] for e in audit("expiry_reminder") if e["account"] == person.uid] == ["mail_failed"]
+    smtp.start()
+    again = runner.invoke(args=["notify-expiring"])
+    assert again.exit_code == 0, again.output
+    assert rows_of(again.stdout, [person])[person.uid][1] == "sent"
+    assert mails_to(smtp.delivered(app), [person]) == {person.uid: 1}
+
+
 def test_dry_run_sends_and_records_nothing(app, runner, smtp, person_at, tmp_path):
     person = person_at(6.5)
     result = runner.invoke(args=["notify-expiring", "--dry-run"])
