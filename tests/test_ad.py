@@ -395,3 +395,32 @@ def test_an_alias_held_only_in_proxy_addresses_finds_the_account(ad, samba):
     assert [a.login for a in ad.search_accounts("o.a.x@stud")[0]] == ["adalias1"]
     assert "o.a.x@student.uni.example" in ad.find_account("adalias1").addresses
     assert ad.find_account("smtp:*") is None and ad.search_accounts("*)(smtp:")[0] == []
+
+
+def test_expiry_reminders_reach_ad_people_by_the_domains_maximum_age(
+    make_ad_app, samba, make_ad_person, smtp, tmp_path
+):
+    import csv
+    import io
+
+    app = make_ad_app(REMINDER_STATE_DIR=str(tmp_path))
+    person = make_ad_person()  # pwdLastSet is now
+    runner = app.test_cli_runner()
+
+    def outcome(result) -> tuple[str, str]:
+        rows = {r["login"]: (r["days_left"], r["outcome"]) for r in csv.DictReader(io.StringIO(result.stdout))}
+        return rows[person.uid]
+
+    with samba.password_settings(max_age=5 * 86400):  # so the new password expires in 5 days
+        app.extensions["pwdrst.directory"].flavour._rules = None  # the domain's settings are cached for a minute
+        first = runner.invoke(args=["notify-expiring", "--days", "7,1"])
+        assert first.exit_code == 0, first.output
+        assert outcome(first) == ("5", "sent")
+        addresses = set(person.mail) | set(person.recovery)
+        mails = [m for m in smtp.delivered(app) if set(m["X-Envelope-To"].split(", ")) & addresses]
+        assert len(mails) == 1 and f"Hasło do konta {person.uid} wygasa za 5 dni" in smtp.text(mails[0])
+        again = runner.invoke(args=["notify-expiring", "--days", "7,1"])
+        assert outcome(again) == ("5", "already_sent")
+    app.extensions["pwdrst.directory"].flavour._rules = None
+    later = runner.invoke(args=["notify-expiring", "--days", "7,1"])  # the sandbox's 365 days again
+    assert outcome(later)[1] == "not_due"
