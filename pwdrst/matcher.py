@@ -258,10 +258,11 @@ def prepare() -> None:
             return
         zxcvbn_pl.register()  # Polish common words, first names, surnames and places
         dictionaries = zxcvbn_matching.RANKED_DICTIONARIES
-        _union_of(_plain(dictionaries))
         global _word_index
         loaded = _load_word_index(dictionaries)
         _word_index = (_identity(dictionaries), loaded) if loaded is not None else None
+        if _word_index is None:
+            _union_of(_plain(dictionaries))  # the fallback's trie, built now rather than in a request
         _prepared = True
 
 
